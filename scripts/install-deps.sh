@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Installs every build, test and set-up dependency of ilre from Debian 12's packages.
+# Used by the README's first command and by .ci/run, so a fresh machine and CI install the same set.
+set -euo pipefail
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends \
+  build-essential cmake ninja-build git ca-certificates pkg-config \
+  libboost-dev libboost-system-dev libboost-thread-dev \
+  libeigen3-dev libzstd-dev libspdlog-dev libfmt-dev nlohmann-json3-dev libyaml-cpp-dev libcli11-dev \
+  libexpected-dev libgtest-dev libgmock-dev libbenchmark-dev \
+  python3 python3-pip time zstd
