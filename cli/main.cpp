@@ -1,2 +1,30 @@
+#include <spdlog/spdlog.h>
+
+#include <CLI/CLI.hpp>
 #include <cstdio>
-int main() { std::puts("ilre"); return 0; }
+
+#include "commands.h"
+#include "ilre/error.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"ilre — answers questions about very long documents with a local LLM (Intermediate Layer Retrieval)"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "ilre 0.1.0");
+  std::string log_level = "warn";
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error")->capture_default_str();
+  app.parse_complete_callback([&] { spdlog::set_level(spdlog::level::from_str(log_level)); });
+  spdlog::set_pattern("%^[%l]%$ %v");
+  ilre::cli::register_model_commands(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const ilre::Exception& e) {
+    std::fprintf(stderr, "ilre: error: %s\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "ilre: internal error: %s\n", e.what());
+    return 2;
+  }
+  return 0;
+}

@@ -64,12 +64,31 @@ class Vocab {
   virtual TokenId find_token(std::string_view text) const = 0;
 };
 
+// Replaces every byte that is not part of well-formed UTF-8 (RFC 3629: no overlong forms, surrogates or code
+// points above U+10FFFF; a sequence cut off at the end is invalid too) with U+FFFD, one per byte, and adds
+// the number of replaced bytes to *replaced_bytes. Valid UTF-8 comes back unchanged.
+// Vocab::tokenize itself does not do this: it matches llama.cpp also on invalid UTF-8 (SPM falls back to
+// byte tokens of the raw bytes, BPE decodes each bad byte as U+FFFD).
+std::string sanitize_utf8(std::string_view text, uint64_t* replaced_bytes = nullptr);
+
+struct StreamingOptions {
+  // Text held back waiting for a safe cut. When the held-back text exceeds this without any safe cut (e.g.
+  // 1 MB of one letter), it is cut anyway (counted in forced_cuts()); ids near such a cut may then differ from
+  // whole-text tokenisation. Held-back text never exceeds max_pending_bytes + 64 KiB.
+  size_t max_pending_bytes = 256 * 1024;
+};
+
 // Tokenises a document that arrives in arbitrary byte chunks (possibly splitting a UTF-8 sequence, a word or
 // a special token) and yields exactly the ids that Vocab::tokenize gives for the whole text at once.
 // Invalid UTF-8 is replaced by U+FFFD (counted in replaced_bytes()) so a bad byte never stops a stream.
+//
+// Guarantee: concatenating every feed() result and finish() gives tokenize(sanitize_utf8(document)) whenever
+// forced_cuts() == 0, for any chunking. Text is only tokenised up to a cut that provably cannot change any id
+// (see VocabImpl::safe_cut in vocab.cpp); for valid UTF-8, sanitize_utf8(document) == document.
 class StreamingTokenizer {
  public:
   StreamingTokenizer(std::shared_ptr<const Vocab> vocab, TokenizeOptions options);
+  StreamingTokenizer(std::shared_ptr<const Vocab> vocab, TokenizeOptions options, StreamingOptions stream_options);
   ~StreamingTokenizer();
   StreamingTokenizer(StreamingTokenizer&&) noexcept;
   StreamingTokenizer& operator=(StreamingTokenizer&&) noexcept;
@@ -81,6 +100,7 @@ class StreamingTokenizer {
 
   uint64_t bytes_in() const;
   uint64_t replaced_bytes() const;  // invalid UTF-8 bytes replaced so far
+  uint64_t forced_cuts() const;     // cuts made without a safe cut point (see StreamingOptions)
   size_t pending_bytes() const;     // text held back because a later byte could still change its ids
 
  private:

@@ -10,5 +10,5 @@ $SUDO apt-get install -y -qq --no-install-recommends \
   build-essential cmake ninja-build git ca-certificates pkg-config \
   libboost-dev libboost-system-dev libboost-thread-dev \
   libeigen3-dev libzstd-dev libspdlog-dev libfmt-dev nlohmann-json3-dev libyaml-cpp-dev libcli11-dev \
-  libexpected-dev libgtest-dev libgmock-dev libbenchmark-dev \
+  libexpected-dev libgtest-dev libgmock-dev libbenchmark-dev libutf8proc-dev \
   python3 python3-pip time zstd

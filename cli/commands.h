@@ -1,0 +1,11 @@
+// Sub-commands of the ilre command-line program. Each registers its options on the app and runs when
+// selected; errors propagate as ilre::Exception to main(), which prints them and sets the exit code.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace ilre::cli {
+
+void register_model_commands(CLI::App& app);  // info, tokenize, generate, logits
+
+}  // namespace ilre::cli

@@ -1,0 +1,190 @@
+#include "attention.h"
+
+#include <Eigen/Dense>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "quant.h"
+
+namespace ilre::model {
+namespace {
+
+using RowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using Strided = Eigen::Map<RowMat, 0, Eigen::OuterStride<>>;
+
+// Queries per task and keys per tile: a 64x256 score tile stays in L2 while the two GEMMs run on it.
+constexpr int64_t kQueryBlock = 64;
+constexpr int64_t kKeyTile = 256;
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+
+struct Block {
+  int64_t head;
+  int64_t q_begin;
+  int64_t q_end;
+};
+
+// Copies rows [j0, j0+t) of one head's slice of a cache tensor into a dense F32 matrix.
+void load_tile(const void* base, KvType type, int64_t ld, int64_t col0, int64_t width, int64_t j0, int64_t t,
+               RowMat& out) {
+  out.resize(t, width);
+  for (int64_t j = 0; j < t; ++j) {
+    float* dst = out.row(j).data();
+    if (type == KvType::f32) {
+      const float* src = static_cast<const float*>(base) + (j0 + j) * ld + col0;
+      std::copy(src, src + width, dst);
+    } else {
+      const uint16_t* src = static_cast<const uint16_t*>(base) + (j0 + j) * ld + col0;
+      for (int64_t d = 0; d < width; ++d) dst[d] = fp16_to_fp32(src[d]);
+    }
+  }
+}
+
+bool visible(const AttentionArgs& a, int32_t q_pos, int32_t k_pos) {
+  return k_pos <= q_pos && (a.window <= 0 || static_cast<int64_t>(q_pos) - k_pos < a.window);
+}
+
+// Slot range [begin, end) that can be visible to any query of the block: keys are sorted by position.
+std::pair<int64_t, int64_t> key_range(const AttentionArgs& a, const Block& b) {
+  int32_t p_min = std::numeric_limits<int32_t>::max();
+  int32_t p_max = std::numeric_limits<int32_t>::min();
+  for (int64_t i = b.q_begin; i < b.q_end; ++i) {
+    p_min = std::min(p_min, a.q_pos[static_cast<size_t>(i)]);
+    p_max = std::max(p_max, a.q_pos[static_cast<size_t>(i)]);
+  }
+  const int64_t first = a.window > 0 ? static_cast<int64_t>(p_min) - a.window + 1 : std::numeric_limits<int64_t>::min();
+  const int64_t begin = std::lower_bound(a.kv_pos.begin(), a.kv_pos.end(), first,
+                                         [](int32_t p, int64_t v) { return p < v; }) - a.kv_pos.begin();
+  const int64_t end = std::upper_bound(a.kv_pos.begin(), a.kv_pos.end(), p_max) - a.kv_pos.begin();
+  return {begin, std::max(begin, end)};
+}
+
+RowMat load_queries(const AttentionArgs& a, const Block& b, bool round_f16) {
+  const int64_t m = b.q_end - b.q_begin;
+  RowMat q(m, a.head_dim_k);
+  for (int64_t i = 0; i < m; ++i) {
+    const float* src = a.q + (b.q_begin + i) * a.ldq + b.head * a.head_dim_k;
+    for (int64_t d = 0; d < a.head_dim_k; ++d) q(i, d) = round_f16 ? fp16_to_fp32(fp32_to_fp16(src[d])) : src[d];
+  }
+  return q;
+}
+
+// F16 cache: the full score rows of the block are kept so each row's softmax is normalised exactly as
+// ggml's soft_max (max, expf, double sum, one scale) before the probabilities are rounded to F16.
+void attend_block_f16(const AttentionArgs& a, const Block& b) {
+  const int64_t m = b.q_end - b.q_begin;
+  const int64_t kvh = b.head / (a.n_head / a.n_head_kv);
+  const auto [j_begin, j_end] = key_range(a, b);
+  const int64_t n_keys = j_end - j_begin;
+  Strided out(a.out + b.q_begin * a.ldo + b.head * a.head_dim_v, m, a.head_dim_v, Eigen::OuterStride<>(a.ldo));
+  if (n_keys == 0) {
+    out.setZero();
+    return;
+  }
+  const RowMat q = load_queries(a, b, /*round_f16=*/true);
+  RowMat scores(m, n_keys);
+  RowMat tile;
+  for (int64_t j0 = 0; j0 < n_keys; j0 += kKeyTile) {
+    const int64_t t = std::min(kKeyTile, n_keys - j0);
+    load_tile(a.k, a.kv_type, a.ldk, kvh * a.head_dim_k, a.head_dim_k, j_begin + j0, t, tile);
+    scores.middleCols(j0, t).noalias() = q * tile.transpose();
+  }
+  for (int64_t i = 0; i < m; ++i) {
+    const int32_t p = a.q_pos[static_cast<size_t>(b.q_begin + i)];
+    float* row = scores.row(i).data();
+    float mx = kNegInf;
+    for (int64_t j = 0; j < n_keys; ++j) {
+      row[j] = visible(a, p, a.kv_pos[static_cast<size_t>(j_begin + j)]) ? row[j] * a.kq_scale : kNegInf;
+      mx = std::max(mx, row[j]);
+    }
+    if (mx == kNegInf) {
+      std::fill(row, row + n_keys, 0.0f);
+      continue;
+    }
+    double sum = 0.0;
+    for (int64_t j = 0; j < n_keys; ++j) {
+      const float e = row[j] == kNegInf ? 0.0f : std::exp(row[j] - mx);
+      row[j] = e;
+      sum += e;
+    }
+    const auto inv = static_cast<float>(1.0 / sum);
+    for (int64_t j = 0; j < n_keys; ++j) row[j] = fp16_to_fp32(fp32_to_fp16(row[j] * inv));
+  }
+  RowMat acc = RowMat::Zero(m, a.head_dim_v);
+  for (int64_t j0 = 0; j0 < n_keys; j0 += kKeyTile) {
+    const int64_t t = std::min(kKeyTile, n_keys - j0);
+    load_tile(a.v, a.kv_type, a.ldv, kvh * a.head_dim_v, a.head_dim_v, j_begin + j0, t, tile);
+    acc.noalias() += scores.middleCols(j0, t) * tile;
+  }
+  out = acc;
+}
+
+// F32 cache: online softmax over key tiles (flash-attention style), memory O(block x tile).
+void attend_block_f32(const AttentionArgs& a, const Block& b) {
+  const int64_t m = b.q_end - b.q_begin;
+  const int64_t kvh = b.head / (a.n_head / a.n_head_kv);
+  const auto [j_begin, j_end] = key_range(a, b);
+  Strided out(a.out + b.q_begin * a.ldo + b.head * a.head_dim_v, m, a.head_dim_v, Eigen::OuterStride<>(a.ldo));
+  const RowMat q = load_queries(a, b, /*round_f16=*/false);
+
+  RowMat acc = RowMat::Zero(m, a.head_dim_v);
+  std::vector<float> row_max(static_cast<size_t>(m), kNegInf);
+  std::vector<double> row_sum(static_cast<size_t>(m), 0.0);
+  RowMat s;
+  RowMat kt;
+  RowMat vt;
+  for (int64_t j0 = j_begin; j0 < j_end; j0 += kKeyTile) {
+    const int64_t t = std::min(kKeyTile, j_end - j0);
+    load_tile(a.k, a.kv_type, a.ldk, kvh * a.head_dim_k, a.head_dim_k, j0, t, kt);
+    load_tile(a.v, a.kv_type, a.ldv, kvh * a.head_dim_v, a.head_dim_v, j0, t, vt);
+    s.noalias() = q * kt.transpose();
+    for (int64_t i = 0; i < m; ++i) {
+      const int32_t p = a.q_pos[static_cast<size_t>(b.q_begin + i)];
+      float* srow = s.row(i).data();
+      float tile_max = kNegInf;
+      for (int64_t j = 0; j < t; ++j) {
+        srow[j] = visible(a, p, a.kv_pos[static_cast<size_t>(j0 + j)]) ? srow[j] * a.kq_scale : kNegInf;
+        tile_max = std::max(tile_max, srow[j]);
+      }
+      float& mx = row_max[static_cast<size_t>(i)];
+      const float new_max = std::max(mx, tile_max);
+      if (new_max == kNegInf) {
+        std::fill(srow, srow + t, 0.0f);
+        continue;
+      }
+      const float correction = mx == kNegInf ? 0.0f : std::exp(mx - new_max);
+      double tile_sum = 0.0;
+      for (int64_t j = 0; j < t; ++j) {
+        srow[j] = srow[j] == kNegInf ? 0.0f : std::exp(srow[j] - new_max);
+        tile_sum += srow[j];
+      }
+      row_sum[static_cast<size_t>(i)] = row_sum[static_cast<size_t>(i)] * correction + tile_sum;
+      if (correction != 1.0f) acc.row(i) *= correction;
+      mx = new_max;
+    }
+    acc.noalias() += s * vt;
+  }
+  for (int64_t i = 0; i < m; ++i) {
+    const double sum = row_sum[static_cast<size_t>(i)];
+    out.row(i) = acc.row(i) * (sum > 0.0 ? static_cast<float>(1.0 / sum) : 0.0f);
+  }
+}
+
+}  // namespace
+
+void attention(const AttentionArgs& a, ComputePool& pool) {
+  const int64_t q_blocks = (a.n_q + kQueryBlock - 1) / kQueryBlock;
+  const int64_t n_tasks = q_blocks * a.n_head;
+  pool.parallel_for(n_tasks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t qb = task / a.n_head;
+      const Block b{task % a.n_head, qb * kQueryBlock, std::min(a.n_q, (qb + 1) * kQueryBlock)};
+      if (a.kv_type == KvType::f16) attend_block_f16(a, b);
+      else attend_block_f32(a, b);
+    }
+  });
+}
+
+}  // namespace ilre::model

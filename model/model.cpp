@@ -1,0 +1,136 @@
+#include "model.h"
+
+#include <spdlog/spdlog.h>
+
+#include <cstdio>
+#include <filesystem>
+
+#include "ilre/error.h"
+#include "quant.h"
+
+namespace ilre::model {
+namespace {
+
+std::string shape_str(int64_t a, int64_t b) { return "[" + std::to_string(a) + ", " + std::to_string(b) + "]"; }
+
+[[noreturn]] void bad(const GgufFile& f, const std::string& what) {
+  throw Exception(errc::bad_gguf, "'" + f.path() + "': " + what);
+}
+
+void check_computable(const GgufFile& f, const GgufTensor& t) {
+  const GgmlTypeInfo& info = ggml_type_info(t.type);
+  if (!info.computable) {
+    throw Exception(errc::unsupported, "'" + f.path() + "': tensor '" + t.name + "' has type " +
+                                           std::string(info.name) + ", which ilre cannot compute with");
+  }
+}
+
+WeightMatrix matrix(const GgufFile& f, const std::string& name, int64_t n_in, int64_t n_out) {
+  const GgufTensor& t = f.tensor(name);
+  if (t.n_dims != 2 || t.ne[0] != n_in || t.ne[1] != n_out) {
+    bad(f, "tensor '" + name + "' has shape " + t.shape_string() + ", expected " + shape_str(n_in, n_out));
+  }
+  check_computable(f, t);
+  return WeightMatrix{t.type, t.data, n_in, n_out, t.row_bytes()};
+}
+
+std::vector<float> vector_f32(const GgufFile& f, const std::string& name, int64_t n) {
+  const GgufTensor& t = f.tensor(name);
+  if (t.n_elements() != n || t.ne[0] != n) {
+    bad(f, "tensor '" + name + "' has shape " + t.shape_string() + ", expected [" + std::to_string(n) + "]");
+  }
+  check_computable(f, t);
+  std::vector<float> out(static_cast<size_t>(n));
+  dequantize_row(t.type, t.data, out.data(), n);
+  return out;
+}
+
+// FNV-1a over the tensor table and a sample of every tensor's bytes: cheap (milliseconds for any model size)
+// and sensitive to a different quantisation, fine-tune or architecture.
+class Fnv64 {
+ public:
+  void add(const void* data, size_t n) {
+    const auto* p = static_cast<const uint8_t*>(data);
+    for (size_t i = 0; i < n; ++i) h_ = (h_ ^ p[i]) * 1099511628211ull;
+  }
+  void add(const std::string& s) { add(s.data(), s.size()); }
+  template <class T>
+  void add_pod(const T& v) {
+    add(&v, sizeof(v));
+  }
+  uint64_t value() const { return h_; }
+
+ private:
+  uint64_t h_ = 1469598103934665603ull;
+};
+
+std::string fingerprint_of(const GgufFile& f) {
+  constexpr size_t kSample = 4096;
+  Fnv64 h;
+  for (const GgufTensor& t : f.tensors()) {
+    h.add(t.name);
+    h.add_pod(t.type);
+    h.add_pod(t.ne);
+    h.add(t.data, std::min(kSample, t.n_bytes));
+    if (t.n_bytes > kSample) h.add(t.data + t.n_bytes - kSample, kSample);
+  }
+  char buf[17];
+  std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(h.value()));
+  return buf;
+}
+
+}  // namespace
+
+std::shared_ptr<const Model> Model::load(const std::string& path) {
+  std::shared_ptr<Model> m(new Model());
+  m->file_ = GgufFile::open(path);
+  const GgufFile& f = *m->file_;
+  m->hparams_ = HParams::from_gguf(f);
+  const HParams& hp = m->hparams_;
+  m->vocab_ = Vocab::from_gguf(f);
+  if (m->vocab_->n_tokens() != hp.n_vocab) {
+    bad(f, "vocabulary has " + std::to_string(m->vocab_->n_tokens()) + " tokens but the model expects " +
+               std::to_string(hp.n_vocab));
+  }
+
+  m->token_embd_ = matrix(f, "token_embd.weight", hp.n_embd, hp.n_vocab);
+  m->output_ = f.find_tensor("output.weight") ? matrix(f, "output.weight", hp.n_embd, hp.n_vocab) : m->token_embd_;
+  m->output_norm_ = vector_f32(f, "output_norm.weight", hp.n_embd);
+  if (f.find_tensor("rope_freqs.weight")) {
+    m->rope_freq_factors_ = vector_f32(f, "rope_freqs.weight", hp.n_rot / 2);
+    m->hparams_.has_rope_freq_factors = true;
+  }
+
+  m->layers_.resize(static_cast<size_t>(hp.n_layer));
+  for (int64_t il = 0; il < hp.n_layer; ++il) {
+    const std::string p = "blk." + std::to_string(il) + ".";
+    LayerWeights& L = m->layers_[static_cast<size_t>(il)];
+    L.attn_norm = vector_f32(f, p + "attn_norm.weight", hp.n_embd);
+    L.wq = matrix(f, p + "attn_q.weight", hp.n_embd, hp.n_embd_q());
+    L.wk = matrix(f, p + "attn_k.weight", hp.n_embd, hp.n_embd_k());
+    L.wv = matrix(f, p + "attn_v.weight", hp.n_embd, hp.n_embd_v());
+    L.wo = matrix(f, p + "attn_output.weight", hp.n_head * hp.head_dim_v, hp.n_embd);
+    L.ffn_norm = vector_f32(f, p + "ffn_norm.weight", hp.n_embd);
+    L.gate = matrix(f, p + "ffn_gate.weight", hp.n_embd, hp.n_ff);
+    L.up = matrix(f, p + "ffn_up.weight", hp.n_embd, hp.n_ff);
+    L.down = matrix(f, p + "ffn_down.weight", hp.n_ff, hp.n_embd);
+    if (hp.qk_norm) {
+      L.q_norm = vector_f32(f, p + "attn_q_norm.weight", hp.head_dim_k);
+      L.k_norm = vector_f32(f, p + "attn_k_norm.weight", hp.head_dim_k);
+    }
+    if (hp.post_norms) {
+      L.post_attn_norm = vector_f32(f, p + "post_attention_norm.weight", hp.n_embd);
+      L.post_ffn_norm = vector_f32(f, p + "post_ffw_norm.weight", hp.n_embd);
+    }
+  }
+  m->fingerprint_ = fingerprint_of(f);
+  spdlog::debug("loaded {} ({})", path, hp.summary());
+  return m;
+}
+
+std::string Model::name() const {
+  if (auto n = file_->get_string("general.name")) return *n;
+  return std::filesystem::path(file_->path()).filename().string();
+}
+
+}  // namespace ilre::model

@@ -1,0 +1,61 @@
+#include "model_path.h"
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <vector>
+
+#include "ilre/error.h"
+
+namespace fs = std::filesystem;
+
+namespace ilre::model {
+namespace {
+
+// models/ and ../shared/models/ relative to the working directory, then relative to the project a binary
+// was built in (build/cli/ilre -> ../../), so `./build/cli/ilre` works from any directory.
+std::vector<fs::path> model_folders() {
+  std::vector<fs::path> roots{fs::current_path()};
+  std::error_code ec;
+  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    for (fs::path p = exe.parent_path(); !p.empty() && p != p.root_path(); p = p.parent_path()) {
+      if (fs::exists(p / "CMakeLists.txt") && fs::exists(p / "model")) {
+        roots.push_back(p);
+        break;
+      }
+    }
+  }
+  std::vector<fs::path> folders;
+  for (const fs::path& r : roots) folders.push_back(r / "models");
+  for (const fs::path& r : roots) folders.push_back(r / ".." / "shared" / "models");
+  return folders;
+}
+
+}  // namespace
+
+std::string resolve_model_path(const std::optional<std::string>& requested) {
+  std::optional<std::string> want = requested;
+  if (!want) {
+    if (const char* env = std::getenv("ILRE_MODEL"); env != nullptr && *env != '\0') want = env;
+  }
+  std::vector<std::string> tried;
+  if (want) {
+    if (fs::is_regular_file(*want)) return *want;
+    tried.push_back(*want);
+  }
+  std::string name = want ? fs::path(*want).filename().string() : kDefaultModelFile;
+  if (name.size() < 5 || name.substr(name.size() - 5) != ".gguf") name += ".gguf";
+  for (const fs::path& folder : model_folders()) {
+    const fs::path candidate = (folder / name).lexically_normal();
+    if (fs::is_regular_file(candidate)) return candidate.string();
+    tried.push_back(candidate.string());
+  }
+  std::string msg = "model not found; tried:";
+  for (const std::string& t : tried) msg += "\n  " + t;
+  if (!want) msg += "\nfetch the default model with scripts/fetch-model.sh, or pass --model / set ILRE_MODEL";
+  throw Exception(errc::io_failed, msg);
+}
+
+}  // namespace ilre::model

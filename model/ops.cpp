@@ -1,0 +1,97 @@
+#include "ops.h"
+
+#include <array>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "quant.h"
+
+namespace ilre::model {
+
+void rms_norm(const float* x, const float* w, float* y, int64_t n, float eps) {
+  double sum = 0.0;
+  for (int64_t i = 0; i < n; ++i) sum += static_cast<double>(x[i] * x[i]);
+  const float mean = static_cast<float>(sum / static_cast<double>(n));
+  const float scale = 1.0f / std::sqrt(mean + eps);
+  // ggml scales first and multiplies by the weight in a separate op: two roundings, kept here.
+  for (int64_t i = 0; i < n; ++i) y[i] = (x[i] * scale) * w[i];
+}
+
+Rope::Rope(int64_t n_rot, RopeLayout layout, RopeParams params, std::span<const float> freq_factors)
+    : n_rot_(n_rot),
+      layout_(layout),
+      params_(params),
+      freq_factors_(freq_factors),
+      theta_scale_(std::pow(params.freq_base, -2.0f / static_cast<float>(n_rot))) {}
+
+void Rope::apply(float* x, int64_t n_heads, int64_t head_dim, int32_t pos) const {
+  // ggml derives each angle by repeated multiplication rather than pow(): the same product order here keeps
+  // positions in the tens of thousands within float rounding of llama.cpp.
+  constexpr int64_t kMaxPairs = 512;
+  std::array<float, kMaxPairs> cos_t{};
+  std::array<float, kMaxPairs> sin_t{};
+  const int64_t n_pairs = n_rot_ / 2;
+  float theta = static_cast<float>(pos);
+  for (int64_t i = 0; i < n_pairs; ++i) {
+    const float ff = freq_factors_.empty() ? 1.0f : freq_factors_[static_cast<size_t>(i)];
+    const float t = params_.freq_scale * (theta / ff);
+    cos_t[static_cast<size_t>(i)] = std::cos(t);
+    sin_t[static_cast<size_t>(i)] = std::sin(t);
+    theta *= theta_scale_;
+  }
+  const int64_t stride = layout_ == RopeLayout::normal ? 1 : n_pairs;
+  for (int64_t h = 0; h < n_heads; ++h) {
+    float* v = x + h * head_dim;
+    for (int64_t i = 0; i < n_pairs; ++i) {
+      const int64_t a = layout_ == RopeLayout::normal ? 2 * i : i;
+      const float x0 = v[a];
+      const float x1 = v[a + stride];
+      const float c = cos_t[static_cast<size_t>(i)];
+      const float s = sin_t[static_cast<size_t>(i)];
+      v[a] = x0 * c - x1 * s;
+      v[a + stride] = x0 * s + x1 * c;
+    }
+  }
+}
+
+namespace {
+
+float gelu_tanh(float x) {
+  constexpr float kSqrt2OverPi = 0.79788456080286535587989211986876f;
+  constexpr float kCoefA = 0.044715f;
+  return 0.5f * x * (1.0f + std::tanh(kSqrt2OverPi * x * (1.0f + kCoefA * x * x)));
+}
+
+// gelu(x) for every fp16 value, rounded to fp16: ggml evaluates GELU through exactly this table.
+const std::vector<uint16_t>& gelu_table() {
+  static const std::vector<uint16_t> table = [] {
+    std::vector<uint16_t> t(65536);
+    for (uint32_t i = 0; i < 65536; ++i) t[i] = fp32_to_fp16(gelu_tanh(fp16_to_fp32(static_cast<uint16_t>(i))));
+    return t;
+  }();
+  return table;
+}
+
+}  // namespace
+
+void geglu(const float* x, const float* g, float* y, int64_t n) {
+  const std::vector<uint16_t>& table = gelu_table();
+  for (int64_t i = 0; i < n; ++i) {
+    float gx;
+    if (x[i] <= -10.0f) gx = 0.0f;
+    else if (x[i] >= 10.0f) gx = x[i];
+    else gx = fp16_to_fp32(table[fp32_to_fp16(x[i])]);
+    y[i] = gx * g[i];
+  }
+}
+
+void geglu_exact(const float* x, const float* g, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = gelu_tanh(x[i]) * g[i];
+}
+
+void swiglu(const float* x, const float* g, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = x[i] / (1.0f + std::exp(-x[i])) * g[i];
+}
+
+}  // namespace ilre::model

@@ -1,0 +1,39 @@
+// Element-wise and per-row operations of the forward pass, each rounding the way ggml's CPU backend does so
+// that logits agree with llama.cpp.
+#pragma once
+
+#include <cstdint>
+#include <span>
+
+#include "hparams.h"
+
+namespace ilre::model {
+
+// y[i] = x[i] / sqrt(mean(x^2) + eps) * w[i] over n elements; the mean is accumulated in double like ggml.
+// y may alias x.
+void rms_norm(const float* x, const float* w, float* y, int64_t n, float eps);
+
+// Precomputed rotation angles for one (base, scale, factors) triple; thread-compatible, allocation-free
+// per call.
+class Rope {
+ public:
+  Rope(int64_t n_rot, RopeLayout layout, RopeParams params, std::span<const float> freq_factors);
+  // Rotates the first n_rot dims of each of n_heads heads of width head_dim in place at position pos.
+  void apply(float* x, int64_t n_heads, int64_t head_dim, int32_t pos) const;
+
+ private:
+  int64_t n_rot_;
+  RopeLayout layout_;
+  RopeParams params_;
+  std::span<const float> freq_factors_;
+  float theta_scale_;
+};
+
+// gelu(x) * g with ggml's tanh approximation evaluated through its fp16 lookup table.
+void geglu(const float* x, const float* g, float* y, int64_t n);
+// gelu(x) * g with the tanh approximation evaluated in F32 (no table).
+void geglu_exact(const float* x, const float* g, float* y, int64_t n);
+// silu(x) * g.
+void swiglu(const float* x, const float* g, float* y, int64_t n);
+
+}  // namespace ilre::model

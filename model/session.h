@@ -1,0 +1,66 @@
+// One text sequence run through the whole model: batched prefill, then token-by-token decoding.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "compute_pool.h"
+#include "kv_cache.h"
+#include "model.h"
+#include "sampler.h"
+#include "transformer.h"
+
+namespace ilre::model {
+
+struct GenerateOptions {
+  int32_t max_tokens = 64;
+  SamplerParams sampler;
+  bool stop_at_eog = true;
+  // Called with each generated id; return false to stop early (client went away, user pressed Ctrl-C).
+  std::function<bool(TokenId)> on_token;
+};
+
+class Session {
+ public:
+  // batch: prefill chunk size (tokens per forward call).
+  // Numerics::exact also stores the cache in F32 (llama.cpp's F16 cache rounding is part of its numerics).
+  Session(const Model& model, ComputePool& pool, int64_t batch = 512, Numerics numerics = Numerics::llama_cpp);
+
+  // Feeds tokens at positions n_past().. and returns the logits F32 [n_vocab] after the last one.
+  // With all_logits, out receives F32 [tokens.size(), n_vocab] instead.
+  void eval(std::span<const TokenId> tokens, std::vector<float>& out, bool all_logits = false);
+
+  // Feeds tokens like eval() and hands the logits of every position to on_row(index, logits[n_vocab]) a few
+  // rows at a time, so a long prompt never holds [n, n_vocab] floats at once.
+  // want(index), when given, selects the rows whose logits are computed (the output projection is the
+  // largest matrix of a small model).
+  void eval_each(std::span<const TokenId> tokens,
+                 const std::function<void(int64_t index, std::span<const float> logits)>& on_row,
+                 const std::function<bool(int64_t index)>& want = {});
+
+  // Prefills prompt (if not empty) then samples up to max_tokens ids; returns them (EOG excluded).
+  std::vector<TokenId> generate(std::span<const TokenId> prompt, const GenerateOptions& options);
+
+  int64_t n_past() const { return n_past_; }
+  // Logits F32 [n_vocab] after the last token fed by eval() / eval_each() / generate().
+  const std::vector<float>& last_logits() const { return last_logits_; }
+  void reset();
+  const KvCache& cache() const { return cache_; }
+
+ private:
+  void check_fits(int64_t n) const;
+  void run_batch(std::span<const TokenId> tokens);  // one forward chunk; leaves its hidden states in hidden_
+
+  const Model& model_;
+  Forward forward_;
+  KvCache cache_;
+  int64_t batch_;
+  int64_t n_past_ = 0;
+  std::vector<float> hidden_;
+  std::vector<float> last_logits_;
+};
+
+}  // namespace ilre::model
