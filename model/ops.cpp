@@ -18,11 +18,12 @@ void rms_norm(const float* x, const float* w, float* y, int64_t n, float eps) {
   for (int64_t i = 0; i < n; ++i) y[i] = (x[i] * scale) * w[i];
 }
 
-Rope::Rope(int64_t n_rot, RopeLayout layout, RopeParams params, std::span<const float> freq_factors)
+Rope::Rope(int64_t n_rot, RopeLayout layout, RopeParams params, std::span<const float> freq_factors, bool precise)
     : n_rot_(n_rot),
       layout_(layout),
       params_(params),
       freq_factors_(freq_factors),
+      precise_(precise),
       theta_scale_(std::pow(params.freq_base, -2.0f / static_cast<float>(n_rot))) {}
 
 void Rope::apply(float* x, int64_t n_heads, int64_t head_dim, int32_t pos) const {
@@ -35,6 +36,13 @@ void Rope::apply(float* x, int64_t n_heads, int64_t head_dim, int32_t pos) const
   float theta = static_cast<float>(pos);
   for (int64_t i = 0; i < n_pairs; ++i) {
     const float ff = freq_factors_.empty() ? 1.0f : freq_factors_[static_cast<size_t>(i)];
+    if (precise_) {
+      const double inv_freq = std::pow(static_cast<double>(params_.freq_base), -2.0 * static_cast<double>(i) / static_cast<double>(n_rot_));
+      const double t = static_cast<double>(params_.freq_scale) * static_cast<double>(pos) * inv_freq / ff;
+      cos_t[static_cast<size_t>(i)] = static_cast<float>(std::cos(t));
+      sin_t[static_cast<size_t>(i)] = static_cast<float>(std::sin(t));
+      continue;
+    }
     const float t = params_.freq_scale * (theta / ff);
     cos_t[static_cast<size_t>(i)] = std::cos(t);
     sin_t[static_cast<size_t>(i)] = std::sin(t);

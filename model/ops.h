@@ -13,11 +13,13 @@ namespace ilre::model {
 // y may alias x.
 void rms_norm(const float* x, const float* w, float* y, int64_t n, float eps);
 
-// Precomputed rotation angles for one (base, scale, factors) triple; thread-compatible, allocation-free
-// per call.
+// Rotation for one (base, scale, factors) triple; thread-compatible, allocation-free per call.
+// precise = false derives the angles as ggml does (F32, repeated multiplication), which llama.cpp parity
+// needs; precise = true computes them in double, which matters at positions in the thousands (the F32 angle
+// of token 3,000 is off by ~1e-4 rad and the error grows with the position).
 class Rope {
  public:
-  Rope(int64_t n_rot, RopeLayout layout, RopeParams params, std::span<const float> freq_factors);
+  Rope(int64_t n_rot, RopeLayout layout, RopeParams params, std::span<const float> freq_factors, bool precise);
   // Rotates the first n_rot dims of each of n_heads heads of width head_dim in place at position pos.
   void apply(float* x, int64_t n_heads, int64_t head_dim, int32_t pos) const;
 
@@ -26,6 +28,7 @@ class Rope {
   RopeLayout layout_;
   RopeParams params_;
   std::span<const float> freq_factors_;
+  bool precise_;
   float theta_scale_;
 };
 

@@ -21,7 +21,7 @@ Forward::Forward(const Model& model, ComputePool& pool, Numerics numerics)
   const HParams& hp = model.hparams();
   rope_.reserve(static_cast<size_t>(hp.n_layer));
   for (int64_t il = 0; il < hp.n_layer; ++il) {
-    rope_.emplace_back(hp.n_rot, hp.rope_layout, hp.rope(il), model.rope_freq_factors());
+    rope_.emplace_back(hp.n_rot, hp.rope_layout, hp.rope(il), model.rope_freq_factors(), numerics == Numerics::exact);
   }
 }
 

@@ -27,13 +27,18 @@ void check_against_float64(const std::string& model_path, const std::string& ref
     SCOPED_TRACE(c.at("name").get<std::string>());
     Session session(*model, pool, 256, Numerics::exact);
     double max_diff = 0.0;
-    session.eval_each(tokens, [&](int64_t pos, std::span<const float> logits) {
-      const auto& ids = c.at("top_ids")[static_cast<size_t>(pos)];
-      const auto& vals = c.at("top_logits")[static_cast<size_t>(pos)];
-      for (size_t r = 0; r < ids.size(); ++r) {
-        max_diff = std::max(max_diff, std::fabs(vals[r].get<double>() - logits[ids[r].get<size_t>()]));
-      }
-    });
+    const auto n = static_cast<int64_t>(tokens.size());
+    session.eval_each(
+        tokens,
+        [&](int64_t pos, std::span<const float> logits) {
+          const auto& ids = c.at("top_ids")[static_cast<size_t>(pos)];
+          const auto& vals = c.at("top_logits")[static_cast<size_t>(pos)];
+          for (size_t r = 0; r < ids.size(); ++r) {
+            max_diff = std::max(max_diff, std::fabs(vals[r].get<double>() - logits[ids[r].get<size_t>()]));
+          }
+        },
+        // Long prompts: every 4th position and the last 64 — positions past the sliding window included.
+        [n](int64_t pos) { return n <= 600 || pos % 4 == 0 || pos >= n - 64; });
     EXPECT_LE(max_diff, tolerance) << tokens.size() << " tokens";
     std::printf("[ exact ] %-22s %5zu tokens  max |dlogit| vs float64 = %.2e\n", reference.c_str(), tokens.size(),
                 max_diff);
@@ -57,7 +62,7 @@ TEST(ExactForward, Gemma3MatchesFloat64) {
     if (std::getenv("ILRE_REQUIRE_GEMMA")) FAIL() << "Gemma 3 270M is required but was not found";
     GTEST_SKIP() << "Gemma 3 270M not fetched (scripts/fetch-model.sh)";
   }
-  check_against_float64(*path, "gemma3-270m-exact.json", 1e-3, 1 << 20);
+  check_against_float64(*path, "gemma3-270m-exact.json", 5e-4, 1 << 20);
 }
 
 }  // namespace
