@@ -22,7 +22,7 @@ std::vector<fs::path> model_folders() {
   if (!ec) {
     for (fs::path p = exe.parent_path(); !p.empty() && p != p.root_path(); p = p.parent_path()) {
       if (fs::exists(p / "CMakeLists.txt") && fs::exists(p / "model")) {
-        roots.push_back(p);
+        if (!fs::equivalent(p, roots.front(), ec)) roots.push_back(p);
         break;
       }
     }
