@@ -66,6 +66,7 @@ void ComputePool::run(const std::function<void(int, int)>& fn) {
     fn(0, 1);
     return;
   }
+  const std::lock_guard<std::mutex> lock(job_mutex_);
   job_ = &fn;
   has_error_.store(false, std::memory_order_relaxed);
   error_ = nullptr;

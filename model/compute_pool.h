@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -26,6 +27,8 @@ class ComputePool {
 
   // Calls fn(thread_index, n_threads) once on every thread of the pool (the caller is thread 0) and returns
   // when all calls have returned. An exception thrown by any call is rethrown here after the join.
+  // Callers on different threads (several pipelines sharing one pool) are served one job at a time; fn must
+  // not call run() itself.
   void run(const std::function<void(int ith, int nth)>& fn);
 
   // Splits [0, n) into pieces of at least `grain` items handed out dynamically; fn(begin, end).
@@ -42,6 +45,7 @@ class ComputePool {
   std::atomic<bool> stop_{false};
   std::exception_ptr error_;
   std::atomic<bool> has_error_{false};
+  std::mutex job_mutex_;  // one job at a time across concurrent callers
 };
 
 }  // namespace ilre::model
