@@ -1,0 +1,102 @@
+// Every knob of ilre in one struct tree. One YAML tree maps to it one to one (configs/reference.yaml lists
+// every key with its default and why); CLI flags and ILRE_* environment variables override single keys by
+// their dotted path ("recall.budget=4096"). Unknowns of the ILRe method are settings here, never constants.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "ilre/error.h"
+
+namespace ilre {
+
+struct ModelConfig {
+  std::string path;           // empty: --model / $ILRE_MODEL / models/ / ../shared/models/ lookup
+  int32_t threads = 0;        // compute threads; 0 = all cores
+};
+
+// Streaming chunked prefill through layers 0..l_R-1 with a sink + window cache per layer (Λ mask).
+struct PrefillConfig {
+  int32_t layer = -1;         // l_R; -1 = from configs/models/<model>.yaml (calibrate), else n_layers / 4
+  int64_t sink = 64;          // S: first tokens every later token attends to
+  int64_t window = 1024;      // W: most recent tokens kept per layer (clamped to the trained context)
+  int64_t chunk = 512;        // C: tokens per forward call
+};
+
+struct ScoringConfig {
+  bool softmax = true;              // softmax over all context keys per (query head, query token)
+  std::string over_heads = "sum";   // sum | max
+  std::string over_queries = "sum"; // sum | max
+};
+
+struct PoolingConfig {
+  std::vector<int32_t> kernels{1, 3, 7, 15, 31};
+  std::vector<double> shares{0.2, 0.2, 0.2, 0.2, 0.2};  // of the budget left after always-kept tokens
+  std::string mode = "pooled_topk";                     // pooled_topk | expand_center
+};
+
+struct RecallConfig {
+  int64_t budget = -1;        // tokens recalled; -1 = 75% of the trained context minus query and answer room
+  int64_t keep_first = -1;    // always-kept first tokens; -1 = prefill.sink
+  int64_t keep_last = 0;      // always-kept last tokens of the document
+};
+
+struct QueryConfig {
+  // Text appended after the document; {question} is replaced. Its tokens are the ILRe query (question +
+  // answer prefix) and they end the compressed prompt.
+  std::string template_text = "\n\nQuestion: {question}\nAnswer:";
+  bool chat = false;          // wrap document + question in the model's chat template instead
+};
+
+struct DecodeConfig {
+  std::string positions = "contiguous";  // contiguous | original (positions of the recalled tokens)
+  int32_t max_tokens = 64;
+  float temperature = 0.0f;
+  int32_t top_k = 40;
+  float top_p = 0.95f;
+  uint64_t seed = 0;
+  std::string numerics = "llama_cpp";    // llama_cpp | exact
+};
+
+struct StoreConfig {
+  std::string key_dtype = "f16";         // f16 | bf16
+  int32_t compression_level = 3;         // zstd level
+  int64_t segment_tokens = 16384;        // tokens per on-disk segment
+};
+
+struct PipelineConfig {
+  int32_t queue_capacity = 4;            // messages per mailbox
+  int32_t executor_threads = 2;          // actor scheduler threads
+  int64_t read_chunk_bytes = 1 << 16;    // document bytes per tokenize message
+  int64_t memory_budget_mb = 1024;       // bytes in flight across pipelines
+};
+
+struct Config {
+  ModelConfig model;
+  PrefillConfig prefill;
+  ScoringConfig scoring;
+  PoolingConfig pooling;
+  RecallConfig recall;
+  QueryConfig query;
+  DecodeConfig decode;
+  StoreConfig store;
+  PipelineConfig pipeline;
+
+  // Checks ranges and enumerations; the error names the key ("pooling.shares must sum to 1").
+  Result<void> validate() const;
+};
+
+// YAML text -> Config (unknown keys are errors, naming them); missing keys keep their defaults.
+Result<Config> parse_config(const std::string& yaml_text, const std::string& origin = "<config>");
+Result<Config> load_config(const std::string& path);
+// Applies an "a.b=value" override (CLI --set, ILRE_* variables) to cfg. Coupled keys (pooling.kernels and
+// pooling.shares) may be set one at a time, so call validate() once all overrides are applied.
+Result<void> apply_override(Config& cfg, const std::string& assignment);
+// ILRE_RECALL_BUDGET=4096 -> "recall.budget=4096" for every ILRE_<SECTION>_<KEY> variable set.
+Result<void> apply_environment(Config& cfg);
+// The resolved configuration as YAML (written beside every run's results).
+std::string to_yaml(const Config& cfg);
+
+}  // namespace ilre
