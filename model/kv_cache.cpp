@@ -73,6 +73,89 @@ void KvCache::clear() {
   }
 }
 
+namespace {
+
+constexpr uint32_t kImageMagic = 0x4B564331;  // "KVC1"
+
+template <class T>
+void put(std::vector<uint8_t>& out, const T& v) {
+  const size_t at = out.size();
+  out.resize(at + sizeof(T));
+  std::memcpy(out.data() + at, &v, sizeof(T));
+}
+
+template <class T>
+T take(std::span<const uint8_t> bytes, size_t& at) {
+  if (at + sizeof(T) > bytes.size()) throw Exception(errc::checksum_mismatch, "kv cache image is truncated");
+  T v;
+  std::memcpy(&v, bytes.data() + at, sizeof(T));
+  at += sizeof(T);
+  return v;
+}
+
+// FNV-1a: detects a damaged image; the store checksums the file as well.
+uint64_t fnv1a(std::span<const uint8_t> bytes) {
+  uint64_t h = 1469598103934665603ull;
+  for (uint8_t b : bytes) h = (h ^ b) * 1099511628211ull;
+  return h;
+}
+
+}  // namespace
+
+std::vector<uint8_t> KvCache::serialize() const {
+  std::vector<uint8_t> out;
+  put(out, kImageMagic);
+  put(out, static_cast<uint32_t>(type_));
+  put(out, k_width_);
+  put(out, v_width_);
+  put(out, static_cast<int64_t>(layers_.size()));
+  for (const Layer& L : layers_) {
+    put(out, static_cast<int64_t>(L.pos.size()));
+    out.insert(out.end(), L.k.begin(), L.k.end());
+    out.insert(out.end(), L.v.begin(), L.v.end());
+    const auto* p = reinterpret_cast<const uint8_t*>(L.pos.data());
+    out.insert(out.end(), p, p + L.pos.size() * sizeof(int32_t));
+  }
+  put(out, fnv1a(out));
+  return out;
+}
+
+KvCache KvCache::deserialize(const HParams& hp, std::span<const uint8_t> bytes) {
+  if (bytes.size() < sizeof(uint64_t)) throw Exception(errc::checksum_mismatch, "kv cache image is truncated");
+  const auto body = bytes.first(bytes.size() - sizeof(uint64_t));
+  uint64_t stored;
+  std::memcpy(&stored, bytes.data() + body.size(), sizeof(stored));
+  if (stored != fnv1a(body)) throw Exception(errc::checksum_mismatch, "kv cache image checksum does not match");
+  size_t at = 0;
+  if (take<uint32_t>(body, at) != kImageMagic) throw Exception(errc::checksum_mismatch, "not a kv cache image");
+  const auto type = static_cast<KvType>(take<uint32_t>(body, at));
+  if (type != KvType::f16 && type != KvType::f32) throw Exception(errc::checksum_mismatch, "kv cache image has an unknown type");
+  const auto k_width = take<int64_t>(body, at);
+  const auto v_width = take<int64_t>(body, at);
+  const auto n_layers = take<int64_t>(body, at);
+  if (k_width != hp.n_embd_k() || v_width != hp.n_embd_v() || n_layers < 0 || n_layers > hp.n_layer) {
+    throw Exception(errc::model_mismatch, "kv cache image was made for a model with other dimensions");
+  }
+  KvCache cache(hp, n_layers, type);
+  for (Layer& L : cache.layers_) {
+    const auto n = take<int64_t>(body, at);
+    const size_t kb = static_cast<size_t>(n * k_width) * cache.elem_bytes();
+    const size_t vb = static_cast<size_t>(n * v_width) * cache.elem_bytes();
+    if (n < 0 || at + kb + vb + static_cast<size_t>(n) * sizeof(int32_t) > body.size()) {
+      throw Exception(errc::checksum_mismatch, "kv cache image is truncated");
+    }
+    L.k.assign(body.begin() + static_cast<std::ptrdiff_t>(at), body.begin() + static_cast<std::ptrdiff_t>(at + kb));
+    at += kb;
+    L.v.assign(body.begin() + static_cast<std::ptrdiff_t>(at), body.begin() + static_cast<std::ptrdiff_t>(at + vb));
+    at += vb;
+    L.pos.resize(static_cast<size_t>(n));
+    std::memcpy(L.pos.data(), body.data() + at, static_cast<size_t>(n) * sizeof(int32_t));
+    at += static_cast<size_t>(n) * sizeof(int32_t);
+  }
+  if (at != body.size()) throw Exception(errc::checksum_mismatch, "kv cache image has trailing bytes");
+  return cache;
+}
+
 size_t KvCache::bytes() const {
   size_t total = 0;
   for (const Layer& L : layers_) {

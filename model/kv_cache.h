@@ -47,6 +47,12 @@ class KvCache {
 
   size_t bytes() const;  // memory held, for budgets and metrics
 
+  // A self-describing byte image (ILRe persists the streaming state at the end of a document and resumes
+  // from it to encode questions or append text). deserialize checks it against the model's dimensions and
+  // throws Exception(model_mismatch) for other dimensions and (checksum_mismatch) for a damaged image.
+  std::vector<uint8_t> serialize() const;
+  static KvCache deserialize(const HParams& hp, std::span<const uint8_t> bytes);
+
  private:
   struct Layer {
     std::vector<uint8_t> k;  // [n, k_width] elements of the cache type

@@ -74,7 +74,7 @@ void Forward::embed(std::span<const TokenId> tokens, float* hidden) {
 }
 
 void Forward::project_qkv(int64_t il, const float* normed, std::span<const int32_t> pos, int64_t n, float* q,
-                          float* k, float* v) {
+                          float* k, float* v, bool rope_on) {
   const HParams& hp = hparams();
   const LayerWeights& L = model_.layer(il);
   if (q) mm(L.wq, normed, n, hp.n_embd, q, hp.n_embd_q());
@@ -90,7 +90,7 @@ void Forward::project_qkv(int64_t il, const float* normed, std::span<const int32
           rms_norm(qr + h * hp.head_dim_k, L.q_norm.data(), qr + h * hp.head_dim_k, hp.head_dim_k, hp.rms_eps);
         }
       }
-      rope.apply(qr, hp.n_head, hp.head_dim_k, p);
+      if (rope_on) rope.apply(qr, hp.n_head, hp.head_dim_k, p);
       if (hp.q_scale != 1.0f) {
         for (int64_t i = 0; i < hp.n_embd_q(); ++i) qr[i] *= hp.q_scale;
       }
@@ -102,12 +102,21 @@ void Forward::project_qkv(int64_t il, const float* normed, std::span<const int32
           rms_norm(kr + h * hp.head_dim_k, L.k_norm.data(), kr + h * hp.head_dim_k, hp.head_dim_k, hp.rms_eps);
         }
       }
-      rope.apply(kr, hp.n_head_kv, hp.head_dim_k, p);
+      if (rope_on) rope.apply(kr, hp.n_head_kv, hp.head_dim_k, p);
     }
   });
 }
 
-void Forward::attention_inputs(int64_t il, const float* hidden, std::span<const int32_t> pos, float* q, float* k) {
+void Forward::apply_rope(int64_t il, float* x, int64_t n_heads, std::span<const int32_t> pos) {
+  const HParams& hp = hparams();
+  const Rope& rope = rope_[static_cast<size_t>(il)];
+  rows_parallel(static_cast<int64_t>(pos.size()), [&](int64_t r) {
+    rope.apply(x + r * n_heads * hp.head_dim_k, n_heads, hp.head_dim_k, pos[static_cast<size_t>(r)]);
+  });
+}
+
+void Forward::attention_inputs(int64_t il, const float* hidden, std::span<const int32_t> pos, float* q, float* k,
+                               bool rope) {
   const HParams& hp = hparams();
   const auto n = static_cast<int64_t>(pos.size());
   ensure_scratch(n);
@@ -115,7 +124,7 @@ void Forward::attention_inputs(int64_t il, const float* hidden, std::span<const 
   rows_parallel(n, [&](int64_t r) {
     rms_norm(hidden + r * hp.n_embd, L.attn_norm.data(), s_.norm.data() + r * hp.n_embd, hp.n_embd, hp.rms_eps);
   });
-  project_qkv(il, s_.norm.data(), pos, n, q, k, nullptr);
+  project_qkv(il, s_.norm.data(), pos, n, q, k, nullptr, rope);
 }
 
 void Forward::layer(int64_t il, float* hidden, std::span<const int32_t> pos, KvCache& cache) {

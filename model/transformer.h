@@ -39,7 +39,13 @@ class Forward {
   // Layer il's attention inputs for hidden F32 [n, n_embd], without touching any cache:
   // q F32 [n, n_head*head_dim_k] (after QK-norm, RoPE and the query scale; kq_scale not applied) and
   // k F32 [n, n_head_kv*head_dim_k] (after QK-norm and RoPE). Either output may be null.
-  void attention_inputs(int64_t il, const float* hidden, std::span<const int32_t> pos, float* q, float* k);
+  // With rope = false both are returned before RoPE (the query scale is still applied): ILRe stores keys
+  // that way so scoring can choose its positions later.
+  void attention_inputs(int64_t il, const float* hidden, std::span<const int32_t> pos, float* q, float* k,
+                        bool rope = true);
+
+  // Applies layer il's RoPE to rows of q-like (n_heads heads) data at the given positions, in place.
+  void apply_rope(int64_t il, float* x, int64_t n_heads, std::span<const int32_t> pos);
 
   // Final norm and output projection of the given rows of hidden -> logits F32 [rows.size(), n_vocab].
   void logits(const float* hidden, std::span<const int64_t> rows, float* out);
@@ -50,7 +56,7 @@ class Forward {
   };
   void ensure_scratch(int64_t n);
   void project_qkv(int64_t il, const float* normed, std::span<const int32_t> pos, int64_t n, float* q, float* k,
-                   float* v);
+                   float* v, bool rope = true);
   void layer(int64_t il, float* hidden, std::span<const int32_t> pos, KvCache& cache);
   void rows_parallel(int64_t n, const std::function<void(int64_t row)>& fn);
   void mm(const WeightMatrix& w, const float* x, int64_t n, int64_t ldx, float* y, int64_t ldy);

@@ -59,3 +59,35 @@ TEST(KvCache, DecreasingPositionsAreRejected) {
 
 }  // namespace
 }  // namespace ilre::model
+
+namespace ilre::model {
+namespace {
+
+TEST(KvCacheImage, RoundTripsAndRejectsDamage) {
+  const HParams hp = tiny_hparams();
+  KvCache c(hp, 2, KvType::f16);
+  std::vector<float> k{1, 2, 3, 4}, v{5, 6, 7, 8};
+  std::vector<int32_t> pos{10, 11};
+  for (int64_t l = 0; l < 2; ++l) c.append(l, k.data(), v.data(), pos.data(), 2);
+  const std::vector<uint8_t> image = c.serialize();
+  KvCache back = KvCache::deserialize(hp, image);
+  EXPECT_EQ(back.serialize(), image);
+  EXPECT_EQ(back.type(), KvType::f16);
+  EXPECT_EQ(positions_of(back, 1), pos);
+
+  std::vector<uint8_t> flipped = image;
+  flipped[flipped.size() / 2] ^= 0x40;
+  EXPECT_THROW(KvCache::deserialize(hp, flipped), Exception);
+  EXPECT_THROW(KvCache::deserialize(hp, std::span<const uint8_t>(image.data(), image.size() - 3)), Exception);
+  HParams other = hp;
+  other.head_dim_k = 4;
+  try {
+    KvCache::deserialize(other, image);
+    FAIL();
+  } catch (const Exception& e) {
+    EXPECT_EQ(e.code(), errc::model_mismatch);
+  }
+}
+
+}  // namespace
+}  // namespace ilre::model

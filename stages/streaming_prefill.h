@@ -1,0 +1,61 @@
+// The model side of ILRe's ingest: streaming chunked prefill through layers 0..l_R-1 with a sink + window
+// cache per layer (Λ-shaped mask, O(S+W) memory per layer), then layer l_R's keys for every token.
+// The prefill stage drives it chunk by chunk; ask() resumes it from the saved state to encode a question.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "model/kv_cache.h"
+#include "model/model.h"
+#include "model/transformer.h"
+
+namespace ilre::stages {
+
+struct PrefillSettings {
+  int64_t layer = 0;   // l_R
+  int64_t sink = 64;   // S
+  int64_t window = 1024;  // W
+  int64_t chunk = 512;    // C
+  model::Numerics numerics = model::Numerics::llama_cpp;
+
+  // Clamps S + W + C into the model's trained context (the streaming cache never spans more than that).
+  PrefillSettings clamped(const model::HParams& hp) const;
+};
+
+class StreamingPrefill {
+ public:
+  StreamingPrefill(const model::Model& model, model::ComputePool& pool, PrefillSettings settings);
+  // Resumes from save_state() of an earlier run over the same model and settings.
+  StreamingPrefill(const model::Model& model, model::ComputePool& pool, PrefillSettings settings,
+                   std::span<const uint8_t> state);
+
+  // Feeds the next tokens of the document (any count; split into chunks internally) and appends their
+  // layer-l_R keys, F32 [n, n_head_kv*head_dim] before RoPE, to keys.
+  void run(std::span<const model::TokenId> tokens, std::vector<float>& keys);
+
+  // Queries of the given tokens at layer l_R as if they followed the document, without changing the state:
+  // F32 [n, n_head*head_dim], before RoPE, query scale applied.
+  std::vector<float> encode_query(std::span<const model::TokenId> tokens);
+
+  int64_t next_position() const { return next_pos_; }
+  const PrefillSettings& settings() const { return settings_; }
+  std::vector<uint8_t> save_state() const;
+  size_t cache_bytes() const { return cache_.bytes(); }
+  int64_t cache_tokens() const { return settings_.layer > 0 ? cache_.size(0) : 0; }
+
+ private:
+  // One chunk through layers 0..l_R-1 on `cache`; leaves the layer-l_R input in hidden_.
+  void forward_chunk(std::span<const model::TokenId> tokens, int64_t first_pos, model::KvCache& cache,
+                     std::vector<int32_t>& pos);
+
+  const model::Model& model_;
+  PrefillSettings settings_;
+  model::Forward forward_;
+  model::KvCache cache_;
+  int64_t next_pos_ = 0;
+  std::vector<float> hidden_;
+};
+
+}  // namespace ilre::stages
