@@ -34,6 +34,7 @@ std::vector<Field> fields(Config& c) {
       {"scoring.softmax", &c.scoring.softmax},
       {"scoring.over_heads", &c.scoring.over_heads},
       {"scoring.over_queries", &c.scoring.over_queries},
+      {"scoring.positions", &c.scoring.positions},
       {"pooling.kernels", &c.pooling.kernels},
       {"pooling.shares", &c.pooling.shares},
       {"pooling.mode", &c.pooling.mode},
@@ -140,6 +141,7 @@ Result<void> Config::validate() const {
   if (prefill.chunk < 1 || prefill.chunk > 65536) return invalid("prefill.chunk must be in 1..65536");
   if (!one_of(scoring.over_heads, {"sum", "max"})) return invalid("scoring.over_heads must be sum or max");
   if (!one_of(scoring.over_queries, {"sum", "max"})) return invalid("scoring.over_queries must be sum or max");
+  if (!one_of(scoring.positions, {"none", "absolute"})) return invalid("scoring.positions must be none or absolute");
   if (pooling.kernels.empty()) return invalid("pooling.kernels must not be empty");
   if (pooling.kernels.size() != pooling.shares.size()) {
     return invalid("pooling.kernels and pooling.shares must have the same length");
