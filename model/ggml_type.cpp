@@ -16,7 +16,7 @@ constexpr std::array<GgmlTypeInfo, 33> kTypes = {{
     {GgmlType::Q5_0, "q5_0", 32, 22, true},
     {GgmlType::Q5_1, "q5_1", 32, 24, true},
     {GgmlType::Q8_0, "q8_0", 32, 34, true},
-    {GgmlType::Q8_1, "q8_1", 32, 40, false},
+    {GgmlType::Q8_1, "q8_1", 32, 36, false},  // ggml: two fp16 + 32 int8 (gguf-py still says 40)
     {GgmlType::Q2_K, "q2_K", 256, 84, true},
     {GgmlType::Q3_K, "q3_K", 256, 110, true},
     {GgmlType::Q4_K, "q4_K", 256, 144, true},

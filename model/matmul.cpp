@@ -1,3 +1,14 @@
+// matmul(): quantise every activation row once, then run register tiles over (weight rows x tokens).
+//
+// 1. The n_tok activation rows are rounded/quantised into the kernel's prepared layout (see
+//    quant_kernels_avx2.cpp) in a grow-only buffer owned by the calling thread; the pool's workers only
+//    read it during the call. So matmul() may run concurrently from different threads (each with its own
+//    pool), but must not be re-entered from inside a job of the pool it is given.
+// 2. Output rows are split into chunks handed out dynamically over the pool. Within a chunk the tokens
+//    are taken in L2-sized blocks and each register tile (max_rows weight rows x max_cols tokens) runs
+//    over the whole row length. For prefill the chunk's rows are first packed into a per-thread buffer
+//    when the format has a costly decode. Every output is computed by the same operations whatever the
+//    chunking, so results are bitwise identical for any thread count and equal to vec_dot().
 #include "matmul.h"
 
 #include <algorithm>

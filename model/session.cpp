@@ -18,6 +18,7 @@ Session::Session(const Model& model, ComputePool& pool, int64_t batch, Numerics 
 void Session::reset() {
   cache_.clear();
   n_past_ = 0;
+  next_pos_ = 0;
 }
 
 void Session::check_fits(int64_t n) const {
@@ -29,15 +30,40 @@ void Session::check_fits(int64_t n) const {
   }
 }
 
-void Session::run_batch(std::span<const TokenId> tokens) {
+void Session::run_batch(std::span<const TokenId> tokens, std::span<const int32_t> positions) {
   const HParams& hp = model_.hparams();
   const auto m = static_cast<int64_t>(tokens.size());
   hidden_.resize(static_cast<size_t>(m * hp.n_embd));
-  std::vector<int32_t> pos(static_cast<size_t>(m));
-  std::iota(pos.begin(), pos.end(), static_cast<int32_t>(n_past_));
+  std::vector<int32_t> pos(positions.begin(), positions.end());
+  if (pos.empty()) {
+    pos.resize(static_cast<size_t>(m));
+    std::iota(pos.begin(), pos.end(), static_cast<int32_t>(next_pos_));
+  }
   forward_.embed(tokens, hidden_.data());
   forward_.run_layers(hidden_.data(), pos, cache_, 0, hp.n_layer);
   n_past_ += m;
+  next_pos_ = static_cast<int64_t>(pos.back()) + 1;
+}
+
+void Session::eval_at(std::span<const TokenId> tokens, std::span<const int32_t> positions, std::vector<float>& out) {
+  const HParams& hp = model_.hparams();
+  const auto n = static_cast<int64_t>(tokens.size());
+  check_fits(n);
+  if (positions.size() != tokens.size()) throw Exception(errc::invalid_argument, "one position per token is needed");
+  for (size_t i = 0; i < positions.size(); ++i) {
+    if (positions[i] < (i ? positions[i - 1] + 1 : next_pos_)) {
+      throw Exception(errc::invalid_argument, "positions must increase and follow the tokens already evaluated");
+    }
+  }
+  for (int64_t b = 0; b < n; b += batch_) {
+    const int64_t m = std::min(batch_, n - b);
+    run_batch(tokens.subspan(static_cast<size_t>(b), static_cast<size_t>(m)),
+              positions.subspan(static_cast<size_t>(b), static_cast<size_t>(m)));
+  }
+  const int64_t last = std::min(batch_, n - (n - 1) / batch_ * batch_) - 1;
+  out.resize(static_cast<size_t>(hp.n_vocab));
+  forward_.logits(hidden_.data(), std::span<const int64_t>(&last, 1), out.data());
+  if (&out != &last_logits_) last_logits_ = out;
 }
 
 void Session::eval(std::span<const TokenId> tokens, std::vector<float>& out, bool all_logits) {

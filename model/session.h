@@ -33,6 +33,11 @@ class Session {
   // With all_logits, out receives F32 [tokens.size(), n_vocab] instead.
   void eval(std::span<const TokenId> tokens, std::vector<float>& out, bool all_logits = false);
 
+  // Feeds tokens at explicit, increasing positions (ILRe's "original positions" final pass: recalled tokens
+  // keep their document positions, gaps and all); later calls continue after the last one. Only the
+  // number of tokens is limited by the trained context, not the position values.
+  void eval_at(std::span<const TokenId> tokens, std::span<const int32_t> positions, std::vector<float>& out);
+
   // Feeds tokens like eval() and hands the logits of every position to on_row(index, logits[n_vocab]) a few
   // rows at a time, so a long prompt never holds [n, n_vocab] floats at once.
   // want(index), when given, selects the rows whose logits are computed (the output projection is the
@@ -52,13 +57,15 @@ class Session {
 
  private:
   void check_fits(int64_t n) const;
-  void run_batch(std::span<const TokenId> tokens);  // one forward chunk; leaves its hidden states in hidden_
+  // One forward chunk at positions (default: n_past_..); leaves its hidden states in hidden_.
+  void run_batch(std::span<const TokenId> tokens, std::span<const int32_t> positions = {});
 
   const Model& model_;
   Forward forward_;
   KvCache cache_;
   int64_t batch_;
-  int64_t n_past_ = 0;
+  int64_t n_past_ = 0;    // tokens in the cache
+  int64_t next_pos_ = 0;  // position of the next token
   std::vector<float> hidden_;
   std::vector<float> last_logits_;
 };

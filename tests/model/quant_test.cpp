@@ -260,7 +260,7 @@ std::string type_param_name(const ::testing::TestParamInfo<GgmlType>& info) {
   return std::string(ggml_type_name(info.param));
 }
 
-INSTANTIATE_TEST_SUITE_P(AllTypes, QuantRoundTrip, ::testing::ValuesIn(computable_types()), type_param_name);
+INSTANTIATE_TEST_SUITE_P(Quant, QuantRoundTrip, ::testing::ValuesIn(computable_types()), type_param_name);
 
 // ---------------------------------------------------------------------------------------------------------
 // Dot products against a double-precision reference on dequantised operands
@@ -308,7 +308,7 @@ TEST_P(QuantVecDot, MatchesDoubleReference) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(AllTypes, QuantVecDot, ::testing::ValuesIn(computable_types()), type_param_name);
+INSTANTIATE_TEST_SUITE_P(Quant, QuantVecDot, ::testing::ValuesIn(computable_types()), type_param_name);
 
 // ---------------------------------------------------------------------------------------------------------
 // Activation rounding
