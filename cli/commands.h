@@ -7,5 +7,6 @@
 namespace ilre::cli {
 
 void register_model_commands(CLI::App& app);  // info, tokenize, generate, logits
+void register_ilre_commands(CLI::App& app);   // ingest, ask
 
 }  // namespace ilre::cli

@@ -1,0 +1,461 @@
+#include "ilre/engine.h"
+
+#include <spdlog/spdlog.h>
+#include <yaml-cpp/yaml.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "engine/executor.h"
+#include "engine/memory_budget.h"
+#include "engine/metrics.h"
+#include "engine/pipeline.h"
+#include "model/model.h"
+#include "model/model_path.h"
+#include "stages/decode.h"
+#include "stages/pool.h"
+#include "stages/prefill.h"
+#include "stages/read.h"
+#include "stages/recall.h"
+#include "stages/score.h"
+#include "stages/spill.h"
+#include "stages/tokenize.h"
+#include "storage/store_reader.h"
+#include "storage/store_writer.h"
+
+namespace fs = std::filesystem;
+
+namespace ilre {
+
+struct CancelHandle::State {
+  engine::CancelSource source;
+};
+
+CancelHandle::CancelHandle() : state_(std::make_shared<State>()) {}
+void CancelHandle::cancel(std::string reason) const { state_->source.cancel(Error{errc::cancelled, std::move(reason)}); }
+bool CancelHandle::cancelled() const { return state_->source.cancelled(); }
+
+double peak_rss_mb() {
+  std::ifstream in("/proc/self/status");
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;
+  }
+  return 0.0;
+}
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
+
+// The settings an ingest used: stored with the keys and read back by ask, because the streaming state is
+// only meaningful with the sink/window/chunk/numerics that made it.
+nlohmann::json ingest_settings(const Config& cfg, const stages::PrefillSettings& s) {
+  return {{"sink", s.sink},
+          {"window", s.window},
+          {"chunk", s.chunk},
+          {"numerics", cfg.decode.numerics},
+          {"keys", "pre-rope"},
+          {"config_yaml", to_yaml(cfg)}};
+}
+
+model::Numerics numerics_of(const std::string& name) {
+  return name == "exact" ? model::Numerics::exact : model::Numerics::llama_cpp;
+}
+
+// configs/models/<model file stem>.yaml written by `ilre calibrate`: {layer: N, ...}.
+std::optional<int32_t> calibrated_layer(const std::string& model_path) {
+  const std::string stem = fs::path(model_path).stem().string();
+  for (const fs::path& dir : {fs::current_path() / "configs" / "models", fs::path(model_path).parent_path() / ".." / "configs" / "models"}) {
+    const fs::path p = dir / (stem + ".yaml");
+    if (!fs::exists(p)) continue;
+    try {
+      const YAML::Node n = YAML::LoadFile(p.string());
+      if (n["layer"]) return n["layer"].as<int32_t>();
+    } catch (const YAML::Exception& e) {
+      spdlog::warn("ignoring {}: {}", p.string(), e.what());
+    }
+  }
+  return std::nullopt;
+}
+
+std::map<std::string, double> stage_timings(const engine::MetricsSnapshot& m) {
+  std::map<std::string, double> out;
+  for (const auto& s : m.stages) out[s.stage] = static_cast<double>(s.busy_ns) / 1e6;
+  return out;
+}
+
+uint64_t items_out(const engine::MetricsSnapshot& m, std::string_view stage) {
+  for (const auto& s : m.stages) {
+    if (s.stage == stage) return s.items_out;
+  }
+  return 0;
+}
+
+// Runs a pipeline to completion, reporting progress every 200 ms.
+Result<void> run_with_progress(engine::RunHandle& run, const std::function<void(const engine::MetricsSnapshot&)>& tick) {
+  for (;;) {
+    if (auto done = run.wait_for(std::chrono::milliseconds(200))) {
+      if (tick) tick(run.metrics());
+      return *done;
+    }
+    if (tick) tick(run.metrics());
+  }
+}
+
+// The last sink of an ask: hands each piece of the answer to the caller and keeps the text.
+class AnswerSink {
+ public:
+  using In = stages::AnswerPiece;
+  static constexpr std::string_view kName = "answer";
+  AnswerSink(std::function<bool(std::string_view)> on_token, Clock::time_point t0) : on_token_(std::move(on_token)), t0_(t0) {}
+  Result<void> process(stages::AnswerPiece&& piece) {
+    if (ttft_ms_ < 0) ttft_ms_ = ms_since(t0_);
+    text_ += piece.text;
+    ++n_;
+    if (on_token_ && !on_token_(piece.text)) {
+      stopped_ = true;
+      return make_error(errc::cancelled, "generation stopped by the caller");
+    }
+    return {};
+  }
+  std::string text_;
+  int64_t n_ = 0;
+  double ttft_ms_ = -1;
+  bool stopped_ = false;
+
+ private:
+  std::function<bool(std::string_view)> on_token_;
+  Clock::time_point t0_;
+};
+
+}  // namespace
+
+struct Engine::Impl {
+  Config cfg;
+  std::shared_ptr<const model::Model> model;
+  std::unique_ptr<model::ComputePool> pool;
+  std::unique_ptr<engine::ThreadPoolExecutor> executor;
+  engine::MetricsRegistry registry;
+  std::unique_ptr<engine::MemoryBudget> budget;
+  int32_t layer = -1;
+  std::atomic<uint64_t> runs{0};
+
+  std::string run_name(const char* kind) { return std::string(kind) + "-" + std::to_string(runs.fetch_add(1)); }
+
+  engine::PipelineOptions pipeline_options(const CancelHandle& cancel) {
+    engine::PipelineOptions o;
+    o.mailbox_capacity = static_cast<size_t>(cfg.pipeline.queue_capacity);
+    o.budget = budget.get();
+    o.registry = &registry;
+    o.parent = cancel.state()->source.token();
+    return o;
+  }
+
+  stages::PrefillSettings prefill_settings(int32_t at_layer) const {
+    stages::PrefillSettings s{.layer = at_layer,
+                              .sink = cfg.prefill.sink,
+                              .window = cfg.prefill.window,
+                              .chunk = cfg.prefill.chunk,
+                              .numerics = numerics_of(cfg.decode.numerics)};
+    return s.clamped(model->hparams());
+  }
+
+  int64_t budget_for(int64_t n_query) const {
+    if (cfg.recall.budget > 0) return cfg.recall.budget;
+    const int64_t ctx = model->hparams().n_ctx_train;
+    return std::max<int64_t>(16, static_cast<int64_t>(0.75 * static_cast<double>(ctx)) - n_query - cfg.decode.max_tokens);
+  }
+
+  Result<IngestReport> ingest(std::unique_ptr<stages::ByteSource> source, int64_t total_bytes,
+                              const std::string& store_dir, IngestOptions& options);
+  Result<Answer> ask(const std::string& store_dir, const std::string& question, AskOptions& options);
+};
+
+Engine::Engine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Engine::~Engine() = default;
+
+Result<std::shared_ptr<Engine>> Engine::open(Config config) {
+  if (auto v = config.validate(); !v) return tl::unexpected(v.error());
+  return catch_to_result([&]() -> std::shared_ptr<Engine> {
+    auto impl = std::make_unique<Impl>();
+    impl->cfg = std::move(config);
+    const std::string path = model::resolve_model_path(
+        impl->cfg.model.path.empty() ? std::nullopt : std::optional<std::string>(impl->cfg.model.path));
+    impl->model = model::Model::load(path);
+    const auto& hp = impl->model->hparams();
+    if (impl->cfg.prefill.layer >= 0) {
+      impl->layer = impl->cfg.prefill.layer;
+    } else if (auto l = calibrated_layer(path)) {
+      impl->layer = *l;
+    } else {
+      impl->layer = static_cast<int32_t>(hp.n_layer / 4);  // the method doc's fallback (paper: 3 of 32)
+    }
+    if (impl->layer < 0 || impl->layer >= hp.n_layer) {
+      throw Exception(errc::invalid_argument, "prefill.layer " + std::to_string(impl->layer) + " is outside 0.." +
+                                                  std::to_string(hp.n_layer - 1));
+    }
+    impl->pool = std::make_unique<model::ComputePool>(impl->cfg.model.threads);
+    impl->executor = std::make_unique<engine::ThreadPoolExecutor>(impl->cfg.pipeline.executor_threads);
+    impl->budget = std::make_unique<engine::MemoryBudget>(static_cast<size_t>(impl->cfg.pipeline.memory_budget_mb) << 20);
+    spdlog::info("model {} ({}), retrieval layer {}", impl->model->name(), hp.summary(), impl->layer);
+    return std::shared_ptr<Engine>(new Engine(std::move(impl)));
+  });
+}
+
+const Config& Engine::config() const { return impl_->cfg; }
+std::string Engine::model_name() const { return impl_->model->name(); }
+int32_t Engine::retrieval_layer() const { return impl_->layer; }
+
+int64_t Engine::recall_budget(int64_t n_query) const { return impl_->budget_for(n_query); }
+
+Result<IngestReport> Engine::ingest_file(const std::string& path, const std::string& store_dir, IngestOptions options) {
+  auto source = stages::open_file_source(path);
+  if (!source) return tl::unexpected(source.error());
+  int64_t total = -1;
+  std::error_code ec;
+  if (path != "-" && fs::is_regular_file(path, ec)) {
+    total = static_cast<int64_t>(fs::file_size(path, ec));
+    if (total == 0) return make_error(errc::invalid_argument, "document '" + path + "' is empty");
+  }
+  return impl_->ingest(std::move(*source), total, store_dir, options);
+}
+
+Result<IngestReport> Engine::ingest_text(std::string text, const std::string& store_dir, IngestOptions options) {
+  if (text.empty()) return make_error(errc::invalid_argument, "document is empty");
+  const auto total = static_cast<int64_t>(text.size());
+  return impl_->ingest(stages::memory_source(std::move(text)), total, store_dir, options);
+}
+
+Result<IngestReport> Engine::Impl::ingest(std::unique_ptr<stages::ByteSource> source, int64_t total_bytes,
+                                          const std::string& store_dir, IngestOptions& options) {
+  const auto t0 = Clock::now();
+  const auto& hp = model->hparams();
+  storage::WriteOptions wo;
+  wo.zstd_level = cfg.store.compression_level;
+  std::vector<uint8_t> state;
+  int32_t at_layer = layer;
+  std::optional<storage::StoreWriter> writer;
+  bool created = false;
+  if (options.append) {
+    auto reader = storage::StoreReader::open(store_dir);
+    if (!reader) return tl::unexpected(reader.error());
+    at_layer = reader->meta().retrieval_layer;
+    if (cfg.prefill.layer >= 0 && cfg.prefill.layer != at_layer) {
+      return make_error(errc::model_mismatch, "store '" + store_dir + "' was made at layer " + std::to_string(at_layer) +
+                                                  ", the config asks for " + std::to_string(cfg.prefill.layer));
+    }
+    if (auto r = reader->check_model(model->fingerprint(), at_layer); !r) return tl::unexpected(r.error());
+    if (reader->n_tokens() > 0) {
+      if (!reader->has_state()) {
+        return make_error(errc::invalid_argument, "store '" + store_dir + "' has keys but no streaming state to continue from");
+      }
+      auto s = reader->state();
+      if (!s) return tl::unexpected(s.error());
+      state = std::move(*s);
+    }
+    auto w = storage::StoreWriter::open_append(store_dir, model->fingerprint(), at_layer, wo);
+    if (!w) return tl::unexpected(w.error());
+    writer.emplace(std::move(*w));
+  } else {
+    storage::StoreMeta meta;
+    meta.model_fingerprint = model->fingerprint();
+    meta.model_name = model->name();
+    meta.retrieval_layer = at_layer;
+    meta.n_kv_heads = static_cast<int32_t>(hp.n_head_kv);
+    meta.head_dim = static_cast<int32_t>(hp.head_dim_k);
+    meta.dtype = *storage::key_dtype_from_name(cfg.store.key_dtype);
+    meta.config = ingest_settings(cfg, prefill_settings(at_layer));
+    auto w = storage::StoreWriter::create(store_dir, std::move(meta), wo);
+    if (!w) return tl::unexpected(w.error());
+    writer.emplace(std::move(*w));
+    created = true;
+  }
+  const int64_t start_tokens = writer->n_tokens();
+  const stages::PrefillSettings settings = prefill_settings(at_layer);
+  // Segments end on chunk boundaries, where the prefill can hand over a resumable state.
+  const int64_t segment = std::max<int64_t>(1, cfg.store.segment_tokens / settings.chunk) * settings.chunk;
+
+  engine::Pipeline p(run_name("ingest"), pipeline_options(options.cancel));
+  auto read = p.emplace<stages::ReadStage>(std::move(source), cfg.pipeline.read_chunk_bytes);
+  auto tok = p.emplace<stages::TokenizeStage>(model->vocab_ptr(), settings.chunk, start_tokens, start_tokens == 0);
+  auto pre = p.emplace<stages::PrefillStage>(*model, *pool, settings, segment, std::move(state));
+  auto spill = p.emplace<stages::SpillStage>(*writer, 2 * segment);
+  p.connect(read, tok);
+  p.connect(tok, pre);
+  p.connect(pre, spill);
+  engine::RunHandle run = std::move(p).run(*executor);
+  auto progress = [&](const engine::MetricsSnapshot& m) {
+    if (!options.on_progress) return;
+    Progress pr;
+    pr.phase = "ingest";
+    pr.processed = static_cast<int64_t>(items_out(m, "read"));
+    pr.total = total_bytes;
+    pr.tokens = static_cast<int64_t>(items_out(m, "prefill"));
+    pr.elapsed_ms = ms_since(t0);
+    options.on_progress(pr);
+  };
+  const Result<void> result = run_with_progress(run, progress);
+  const engine::MetricsSnapshot metrics = run.metrics();
+
+  IngestReport rep;
+  rep.store_dir = store_dir;
+  rep.layer = at_layer;
+  rep.bytes_read = static_cast<uint64_t>(read.stage().bytes_read());
+  rep.replaced_bytes = tok.stage().replaced_bytes();
+  const stages::SpillTotals& totals = spill.stage().totals();
+  rep.tokens_added = totals.tokens;
+  rep.segments_added = totals.segments;
+  rep.total_tokens = writer->n_tokens();
+  rep.raw_key_bytes = totals.raw_key_bytes;
+  rep.stored_key_bytes = totals.stored_key_bytes;
+  rep.key_compression_ratio = totals.stored_key_bytes ? double(totals.raw_key_bytes) / double(totals.stored_key_bytes) : 0.0;
+  rep.timings_ms = stage_timings(metrics);
+  rep.timings_ms["total"] = ms_since(t0);
+  rep.tokens_per_second = rep.tokens_added / std::max(1e-9, rep.timings_ms["total"] / 1000.0);
+  rep.peak_rss_mb = peak_rss_mb();
+
+  nlohmann::json notes = {{"complete", result.has_value() && spill.stage().saw_end()},
+                          {"replaced_utf8_bytes", rep.replaced_bytes},
+                          {"forced_tokenizer_cuts", tok.stage().forced_cuts()},
+                          {"nonfinite_keys", totals.nonfinite_keys}};
+  if (auto r = writer->set_notes(notes); !r) spdlog::warn("could not record notes: {}", r.error().what());
+  if (!result) {
+    spdlog::warn("ingest stopped: store '{}' keeps {} tokens in complete segments", store_dir, writer->n_tokens());
+    return tl::unexpected(result.error());
+  }
+  if (rep.bytes_read == 0) {
+    writer.reset();
+    if (created) fs::remove_all(store_dir);
+    return make_error(errc::invalid_argument, "document is empty (0 bytes read)");
+  }
+  return rep;
+}
+
+Result<Answer> Engine::ask(const std::string& store_dir, const std::string& question, AskOptions options) {
+  return impl_->ask(store_dir, question, options);
+}
+
+Result<Answer> Engine::Impl::ask(const std::string& store_dir, const std::string& question, AskOptions& options) {
+  const auto t0 = Clock::now();
+  if (question.find_first_not_of(" \t\r\n") == std::string::npos) {
+    return make_error(errc::invalid_argument, "the question is empty");
+  }
+  auto reader = storage::StoreReader::open(store_dir);
+  if (!reader) return tl::unexpected(reader.error());
+  const int32_t at_layer = reader->meta().retrieval_layer;
+  if (cfg.prefill.layer >= 0 && cfg.prefill.layer != at_layer) {
+    return make_error(errc::model_mismatch, "store '" + store_dir + "' was made at layer " + std::to_string(at_layer) +
+                                                ", the config asks for " + std::to_string(cfg.prefill.layer));
+  }
+  if (auto r = reader->check_model(model->fingerprint(), at_layer); !r) return tl::unexpected(r.error());
+  if (reader->n_tokens() == 0) return make_error(errc::invalid_argument, "store '" + store_dir + "' holds no tokens");
+  auto state = reader->state();
+  if (!state) return tl::unexpected(state.error());
+
+  return catch_to_result([&]() -> Answer {
+    const auto& hp = model->hparams();
+    const nlohmann::json& made = reader->meta().config;
+    stages::PrefillSettings settings{.layer = at_layer,
+                                     .sink = made.value("sink", cfg.prefill.sink),
+                                     .window = made.value("window", cfg.prefill.window),
+                                     .chunk = made.value("chunk", cfg.prefill.chunk),
+                                     .numerics = numerics_of(made.value("numerics", cfg.decode.numerics))};
+    stages::StreamingPrefill prefill(*model, *pool, settings, *state);
+    if (prefill.next_position() != reader->n_tokens()) {
+      spdlog::warn("store '{}' is incomplete: its state is at token {} of {}", store_dir, prefill.next_position(),
+                   reader->n_tokens());
+    }
+    std::string query_text = cfg.query.template_text;
+    query_text.replace(query_text.find("{question}"), 10, question);
+    const std::vector<model::TokenId> query = model->vocab().tokenize(query_text, {.add_special = false});
+    const int64_t n_context = reader->n_tokens();
+    const int64_t budget = budget_for(static_cast<int64_t>(query.size()));
+
+    auto encode_t0 = Clock::now();
+    std::vector<float> q = prefill.encode_query(query);
+    model::Forward rope_forward(*model, *pool);
+    stages::ScoreStage::KeyTransform key_transform;
+    if (cfg.scoring.positions == "absolute") {
+      std::vector<int32_t> qpos(query.size());
+      for (size_t i = 0; i < qpos.size(); ++i) qpos[i] = static_cast<int32_t>(prefill.next_position() + static_cast<int64_t>(i));
+      rope_forward.apply_rope(at_layer, q.data(), hp.n_head, qpos);
+      key_transform = [&rope_forward, at_layer, &hp](int64_t first, int64_t n, float* keys) {
+        std::vector<int32_t> pos(static_cast<size_t>(n));
+        for (int64_t i = 0; i < n; ++i) pos[static_cast<size_t>(i)] = static_cast<int32_t>(first + i);
+        rope_forward.apply_rope(at_layer, keys, hp.n_head_kv, pos);
+      };
+    }
+    const double encode_ms = ms_since(encode_t0);
+    retrieval::ScoreConfig score_cfg{.softmax = cfg.scoring.softmax,
+                                     .over_heads = cfg.scoring.over_heads == "max" ? retrieval::Aggregation::max : retrieval::Aggregation::sum,
+                                     .over_queries = cfg.scoring.over_queries == "max" ? retrieval::Aggregation::max : retrieval::Aggregation::sum,
+                                     .kq_scale = hp.kq_scale};
+    retrieval::QueryScorer scorer(q, static_cast<int64_t>(query.size()), {hp.n_head, hp.n_head_kv, hp.head_dim_k}, score_cfg);
+
+    retrieval::SelectionConfig sel;
+    sel.kernels.clear();
+    for (size_t i = 0; i < cfg.pooling.kernels.size(); ++i) sel.kernels.push_back({cfg.pooling.kernels[i], cfg.pooling.shares[i]});
+    sel.mode = cfg.pooling.mode == "expand_center" ? retrieval::SelectionMode::expand_center : retrieval::SelectionMode::pooled_topk;
+    sel.budget = budget;
+    sel.keep_first = cfg.recall.keep_first >= 0 ? cfg.recall.keep_first : settings.sink;
+    sel.keep_last = cfg.recall.keep_last;
+    const bool compressed = n_context > budget;
+    if (!compressed) {
+      spdlog::info("the document ({} tokens) fits the recall budget ({}): no compression", n_context, budget);
+    }
+
+    model::SamplerParams sp{.temperature = cfg.decode.temperature, .top_k = cfg.decode.top_k,
+                            .top_p = cfg.decode.top_p, .seed = cfg.decode.seed};
+    engine::Pipeline p(run_name("ask"), pipeline_options(options.cancel));
+    auto score = p.emplace<stages::ScoreStage>(*reader, std::move(scorer), key_transform);
+    auto pool_stage = p.emplace<stages::PoolStage>(sel);
+    auto recall = p.emplace<stages::RecallStage>(*reader, query, cfg.decode.positions == "original"
+                                                                     ? stages::PromptPositions::original
+                                                                     : stages::PromptPositions::contiguous);
+    auto decode = p.emplace<stages::DecodeStage>(*model, *pool, numerics_of(cfg.decode.numerics), settings.chunk,
+                                                 cfg.decode.max_tokens, sp);
+    auto sink = p.emplace<AnswerSink>(options.on_token, t0);
+    p.connect(score, pool_stage);
+    p.connect(pool_stage, recall);
+    p.connect(recall, decode);
+    p.connect(decode, sink);
+    engine::RunHandle run = std::move(p).run(*executor);
+    auto progress = [&](const engine::MetricsSnapshot& m) {
+      if (!options.on_progress) return;
+      Progress pr;
+      const uint64_t scored = items_out(m, "score");
+      const uint64_t generated = items_out(m, "decode");
+      pr.phase = generated > 0 ? "generate" : (scored >= static_cast<uint64_t>(n_context) ? "prefill-prompt" : "score");
+      pr.processed = generated > 0 ? static_cast<int64_t>(generated) : static_cast<int64_t>(scored);
+      pr.total = generated > 0 ? cfg.decode.max_tokens : n_context;
+      pr.elapsed_ms = ms_since(t0);
+      options.on_progress(pr);
+    };
+    Result<void> result = run_with_progress(run, progress);
+    const engine::MetricsSnapshot metrics = run.metrics();
+    if (!result && !sink.stage().stopped_) throw Exception(result.error());
+
+    Answer a;
+    a.text = sink.stage().text_;
+    a.context_tokens = n_context;
+    a.recalled = recall.stage().n_recalled();
+    a.spans = recall.stage().spans();
+    a.compressed = compressed;
+    a.prompt_tokens = decode.stage().totals().prompt_tokens;
+    a.generated_tokens = sink.stage().n_;
+    a.layer = at_layer;
+    a.timings_ms = stage_timings(metrics);
+    a.timings_ms["encode_query"] = encode_ms;
+    a.timings_ms["ttft"] = sink.stage().ttft_ms_;
+    a.timings_ms["total"] = ms_since(t0);
+    a.peak_rss_mb = peak_rss_mb();
+    return a;
+  });
+}
+
+}  // namespace ilre

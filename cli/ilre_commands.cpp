@@ -1,0 +1,262 @@
+// ingest and ask: thin clients of ilre::Engine.
+#include <signal.h>
+#include <unistd.h>
+
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "commands.h"
+#include "ilre/config.h"
+#include "ilre/engine.h"
+
+namespace fs = std::filesystem;
+
+namespace ilre::cli {
+namespace {
+
+// Set from the SIGINT handler (only async-signal-safe work there); a watcher thread turns it into a cancel.
+std::atomic<bool> g_interrupted{false};
+
+void on_sigint(int) { g_interrupted.store(true); }
+
+// Cancels `handle` on the first Ctrl-C; a second Ctrl-C kills the process the default way.
+class InterruptGuard {
+ public:
+  explicit InterruptGuard(CancelHandle handle) : handle_(std::move(handle)) {
+    g_interrupted.store(false);
+    struct sigaction sa {};
+    sa.sa_handler = on_sigint;
+    sa.sa_flags = SA_RESETHAND;
+    sigaction(SIGINT, &sa, &old_);
+    watcher_ = std::thread([this] {
+      while (!stop_.load()) {
+        if (g_interrupted.load()) {
+          handle_.cancel("interrupted (Ctrl-C)");
+          return;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      }
+    });
+  }
+  ~InterruptGuard() {
+    stop_.store(true);
+    watcher_.join();
+    sigaction(SIGINT, &old_, nullptr);
+  }
+
+ private:
+  CancelHandle handle_;
+  struct sigaction old_ {};
+  std::atomic<bool> stop_{false};
+  std::thread watcher_;
+};
+
+struct CommonArgs {
+  std::string config_file;
+  std::vector<std::string> sets;
+  std::optional<std::string> model;
+  std::optional<int> threads;
+  std::optional<int> layer;
+  std::optional<int64_t> budget;
+  bool json = false;
+};
+
+void add_common(CLI::App* cmd, CommonArgs& a) {
+  cmd->add_option("-m,--model", a.model, "GGUF file or name");
+  cmd->add_option("-c,--config", a.config_file, "YAML config (see configs/reference.yaml)");
+  cmd->add_option("--set", a.sets, "override one setting: section.key=value (repeatable)");
+  cmd->add_option("-t,--threads", a.threads, "compute threads (model.threads)");
+  cmd->add_option("--layer", a.layer, "retrieval layer l_R (prefill.layer)");
+  cmd->add_option("--budget", a.budget, "recalled tokens (recall.budget)");
+  cmd->add_flag("--json", a.json, "print a JSON report on stdout");
+}
+
+// config file < ILRE_* environment < --set < dedicated flags.
+Config resolve_config(const CommonArgs& a) {
+  Config cfg;
+  if (!a.config_file.empty()) {
+    auto c = load_config(a.config_file);
+    if (!c) throw Exception(c.error());
+    cfg = *c;
+  }
+  if (auto r = apply_environment(cfg); !r) throw Exception(r.error());
+  for (const std::string& s : a.sets) {
+    if (auto r = apply_override(cfg, s); !r) throw Exception(r.error());
+  }
+  if (a.model) cfg.model.path = *a.model;
+  if (a.threads) cfg.model.threads = *a.threads;
+  if (a.layer) cfg.prefill.layer = *a.layer;
+  if (a.budget) cfg.recall.budget = *a.budget;
+  if (auto r = cfg.validate(); !r) throw Exception(r.error());
+  return cfg;
+}
+
+std::shared_ptr<Engine> open_engine(const Config& cfg) {
+  auto e = Engine::open(cfg);
+  if (!e) throw Exception(e.error());
+  return *e;
+}
+
+// A one-line progress bar on stderr when it is a terminal: bytes, tokens, tokens/s, ETA.
+class ProgressBar {
+ public:
+  ProgressBar() : enabled_(::isatty(STDERR_FILENO) != 0) {}
+  void update(const Progress& p) {
+    if (!enabled_) return;
+    const double s = p.elapsed_ms / 1000.0;
+    const double tps = s > 0 ? static_cast<double>(p.tokens) / s : 0.0;
+    char line[256];
+    if (p.phase == "ingest" && p.total > 0) {
+      const double frac = std::min(1.0, static_cast<double>(p.processed) / static_cast<double>(p.total));
+      const double eta = frac > 0.001 ? s * (1.0 - frac) / frac : 0.0;
+      const int filled = static_cast<int>(frac * 30);
+      std::snprintf(line, sizeof(line), "\r[%.*s%*s] %5.1f%%  %lld tokens  %.0f tok/s  ETA %.0fs   ", filled,
+                    "##############################", 30 - filled, "", frac * 100, static_cast<long long>(p.tokens), tps, eta);
+    } else if (p.phase == "ingest") {
+      std::snprintf(line, sizeof(line), "\r%lld bytes  %lld tokens  %.0f tok/s   ", static_cast<long long>(p.processed),
+                    static_cast<long long>(p.tokens), tps);
+    } else {
+      std::snprintf(line, sizeof(line), "\r%s %lld/%lld   ", p.phase.c_str(), static_cast<long long>(p.processed),
+                    static_cast<long long>(p.total));
+    }
+    std::fputs(line, stderr);
+    drawn_ = true;
+  }
+  ~ProgressBar() {
+    if (drawn_) std::fputs("\n", stderr);
+  }
+
+ private:
+  bool enabled_;
+  bool drawn_ = false;
+};
+
+nlohmann::json report_json(const IngestReport& r) {
+  return {{"store", r.store_dir},
+          {"tokens_added", r.tokens_added},
+          {"total_tokens", r.total_tokens},
+          {"segments_added", r.segments_added},
+          {"l_R", r.layer},
+          {"bytes_read", r.bytes_read},
+          {"replaced_utf8_bytes", r.replaced_bytes},
+          {"raw_key_bytes", r.raw_key_bytes},
+          {"stored_key_bytes", r.stored_key_bytes},
+          {"key_compression_ratio", r.key_compression_ratio},
+          {"tokens_per_second", r.tokens_per_second},
+          {"timings_ms", r.timings_ms},
+          {"peak_rss_mb", r.peak_rss_mb}};
+}
+
+IngestReport run_ingest(Engine& engine, const std::string& doc, const std::string& store, bool append) {
+  IngestOptions opt;
+  opt.append = append;
+  ProgressBar bar;
+  opt.on_progress = [&](const Progress& p) { bar.update(p); };
+  InterruptGuard guard(opt.cancel);
+  auto r = engine.ingest_file(doc, store, opt);
+  if (!r) throw Exception(r.error());
+  return *r;
+}
+
+void register_ingest(CLI::App& app) {
+  auto* cmd = app.add_subcommand("ingest", "Stream a document through the first l_R layers into a key store");
+  auto a = std::make_shared<CommonArgs>();
+  auto doc = std::make_shared<std::string>();
+  auto store = std::make_shared<std::string>();
+  auto append = std::make_shared<bool>(false);
+  add_common(cmd, *a);
+  cmd->add_option("--doc", *doc, "document file, or - for stdin")->required();
+  cmd->add_option("--store", *store, "store directory to create (or continue with --append)")->required();
+  cmd->add_flag("--append", *append, "add the text to an existing store (a document stream)");
+  cmd->callback([=] {
+    const Config cfg = resolve_config(*a);
+    auto engine = open_engine(cfg);
+    const IngestReport r = run_ingest(*engine, *doc, *store, *append);
+    if (a->json) {
+      std::cout << report_json(r).dump(2) << "\n";
+    } else {
+      std::fprintf(stderr, "ingested %lld tokens (%lld in store) at layer %d: %.0f tok/s, keys %.2fx smaller on disk, peak RSS %.0f MB\n",
+                   static_cast<long long>(r.tokens_added), static_cast<long long>(r.total_tokens), r.layer,
+                   r.tokens_per_second, r.key_compression_ratio, r.peak_rss_mb);
+    }
+  });
+}
+
+void register_ask(CLI::App& app) {
+  auto* cmd = app.add_subcommand("ask", "Answer a question about a stored (or given) document");
+  auto a = std::make_shared<CommonArgs>();
+  auto doc = std::make_shared<std::string>();
+  auto store = std::make_shared<std::string>();
+  auto question = std::make_shared<std::string>();
+  add_common(cmd, *a);
+  cmd->add_option("-q,--question", *question, "the question")->required();
+  cmd->add_option("--store", *store, "store made by `ilre ingest`");
+  cmd->add_option("--doc", *doc, "document to ingest first (into --store, or a temporary store)");
+  cmd->callback([=] {
+    if (store->empty() && doc->empty()) throw Exception(errc::invalid_argument, "ask needs --store or --doc");
+    const Config cfg = resolve_config(*a);
+    auto engine = open_engine(cfg);
+    std::string dir = *store;
+    bool temporary = false;
+    if (!doc->empty()) {
+      if (dir.empty()) {
+        dir = (fs::temp_directory_path() / ("ilre-store-" + std::to_string(::getpid()))).string();
+        fs::remove_all(dir);
+        temporary = true;
+      }
+      run_ingest(*engine, *doc, dir, false);
+    }
+    struct Cleanup {
+      std::string dir;
+      bool on;
+      ~Cleanup() {
+        if (on) fs::remove_all(dir);
+      }
+    } cleanup{dir, temporary};
+
+    AskOptions opt;
+    InterruptGuard guard(opt.cancel);
+    if (!a->json) {
+      opt.on_token = [](std::string_view piece) {
+        std::fwrite(piece.data(), 1, piece.size(), stdout);
+        std::fflush(stdout);
+        return true;
+      };
+    }
+    auto r = engine->ask(dir, *question, opt);
+    if (!r) throw Exception(r.error());
+    if (a->json) {
+      nlohmann::json j = {{"answer", r->text},
+                          {"recalled", {{"count", r->recalled}, {"spans", r->spans}}},
+                          {"compressed", r->compressed},
+                          {"timings_ms", r->timings_ms},
+                          {"peak_rss_mb", r->peak_rss_mb},
+                          {"context_tokens", r->context_tokens},
+                          {"prompt_tokens", r->prompt_tokens},
+                          {"generated_tokens", r->generated_tokens},
+                          {"l_R", r->layer}};
+      std::cout << j.dump(2) << "\n";
+    } else {
+      std::fputs("\n", stdout);
+      spdlog::info("recalled {} of {} tokens in {} spans at layer {}; first token after {:.0f} ms", r->recalled,
+                   r->context_tokens, r->spans.size(), r->layer, r->timings_ms["ttft"]);
+      if (!r->compressed) spdlog::info("the document fitted the recall budget: it was not compressed");
+    }
+  });
+}
+
+}  // namespace
+
+void register_ilre_commands(CLI::App& app) {
+  register_ingest(app);
+  register_ask(app);
+}
+
+}  // namespace ilre::cli

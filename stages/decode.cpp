@@ -1,0 +1,78 @@
+#include "stages/decode.h"
+
+namespace ilre::stages {
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+}  // namespace
+
+DecodeStage::DecodeStage(const model::Model& model, model::ComputePool& pool, model::Numerics numerics, int64_t batch,
+                         int32_t max_tokens, model::SamplerParams sampler)
+    : model_(model),
+      session_(model, pool, batch, numerics),
+      sampler_(sampler),
+      batch_(batch),
+      max_tokens_(max_tokens) {}
+
+Result<void> DecodeStage::start(engine::StageContext& ctx) {
+  ctx_ = &ctx;
+  return {};
+}
+
+Result<void> DecodeStage::process(Prompt&& in, engine::Emitter<AnswerPiece>&) {
+  if (prompt_) return make_error(errc::internal, "decode received a second prompt");
+  if (in.tokens.empty()) return make_error(errc::invalid_argument, "the compressed prompt is empty");
+  if (static_cast<int64_t>(in.tokens.size()) + max_tokens_ > model_.hparams().n_ctx_train) {
+    return make_error(errc::out_of_range,
+                      "compressed prompt (" + std::to_string(in.tokens.size()) + " tokens) plus " +
+                          std::to_string(max_tokens_) + " answer tokens exceeds the model's context of " +
+                          std::to_string(model_.hparams().n_ctx_train) + "; lower recall.budget");
+  }
+  totals_.prompt_tokens = static_cast<int64_t>(in.tokens.size());
+  if (ctx_) ctx_->add_items_in(in.tokens.size());
+  prompt_ = std::move(in);
+  return {};
+}
+
+Result<bool> DecodeStage::produce(engine::Emitter<AnswerPiece>& out) {
+  if (!prompt_ || done_) return false;
+  const size_t n = prompt_->tokens.size();
+  if (prefilled_ < n) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const size_t m = std::min(n - prefilled_, static_cast<size_t>(batch_));
+    session_.eval_at(std::span<const model::TokenId>(prompt_->tokens).subspan(prefilled_, m),
+                     std::span<const int32_t>(prompt_->positions).subspan(prefilled_, m), logits_);
+    prefilled_ += m;
+    totals_.prefill_seconds += seconds_since(t0);
+    return true;
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  if (totals_.generated >= max_tokens_) {
+    done_ = true;
+    return false;
+  }
+  const model::TokenId next = sampler_.sample(logits_);
+  if (model_.vocab().is_eog(next)) {
+    totals_.stopped_at_eog = true;
+    done_ = true;
+    return false;
+  }
+  AnswerPiece piece;
+  piece.seq = totals_.generated++;
+  piece.token = next;
+  piece.text = model_.vocab().token_to_piece(next);
+  if (ctx_) ctx_->add_items_out(1);
+  out.emit(std::move(piece));
+  if (totals_.generated < max_tokens_ && session_.n_past() < model_.hparams().n_ctx_train) {
+    session_.eval(std::span<const model::TokenId>(&next, 1), logits_);
+  } else {
+    done_ = true;
+  }
+  totals_.generate_seconds += seconds_since(t0);
+  return !done_;
+}
+
+}  // namespace ilre::stages

@@ -1,0 +1,53 @@
+#include "stages/prefill.h"
+
+namespace ilre::stages {
+namespace {
+
+StreamingPrefill make_prefill(const model::Model& model, model::ComputePool& pool, PrefillSettings settings,
+                              const std::vector<uint8_t>& state) {
+  if (state.empty()) return StreamingPrefill(model, pool, settings);
+  return StreamingPrefill(model, pool, settings, state);
+}
+
+}  // namespace
+
+PrefillStage::PrefillStage(const model::Model& model, model::ComputePool& pool, PrefillSettings settings,
+                           int64_t state_every, std::vector<uint8_t> state)
+    : prefill_(make_prefill(model, pool, settings, state)), state_every_(state_every) {}
+
+Result<void> PrefillStage::start(engine::StageContext& ctx) {
+  ctx_ = &ctx;
+  return {};
+}
+
+Result<void> PrefillStage::process(TokenChunk&& in, engine::Emitter<KeyBlock>& out) {
+  if (in.first_pos != prefill_.next_position()) {
+    return make_error(errc::internal, "prefill expected position " + std::to_string(prefill_.next_position()) +
+                                          ", got a chunk at " + std::to_string(in.first_pos));
+  }
+  KeyBlock block;
+  block.seq = in.seq;
+  block.first_pos = in.first_pos;
+  prefill_.run(in.tokens, block.keys);
+  const int64_t end = prefill_.next_position();
+  // A segment boundary was crossed: the store will persist this state with the segment that ends here.
+  if (state_every_ > 0 && end / state_every_ != in.first_pos / state_every_) block.final_state = prefill_.save_state();
+  block.tokens = std::move(in.tokens);
+  if (ctx_) {
+    ctx_->add_items_in(block.tokens.size());
+    ctx_->add_items_out(block.tokens.size());
+  }
+  out.emit(std::move(block));
+  return {};
+}
+
+Result<void> PrefillStage::finish(engine::Emitter<KeyBlock>& out) {
+  KeyBlock last;
+  last.first_pos = prefill_.next_position();
+  last.seq = -1;
+  last.final_state = prefill_.save_state();
+  out.emit(std::move(last));
+  return {};
+}
+
+}  // namespace ilre::stages

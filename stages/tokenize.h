@@ -1,0 +1,46 @@
+// tokenize — document bytes -> token chunks of the prefill chunk size, streaming-safe: the ids equal those
+// of tokenising the whole document at once (model/vocab.h StreamingTokenizer).
+#pragma once
+
+#include <deque>
+#include <memory>
+#include <string_view>
+
+#include "engine/stage.h"
+#include "model/vocab.h"
+#include "stages/messages.h"
+
+namespace ilre::stages {
+
+class TokenizeStage {
+ public:
+  using In = DocBytes;
+  using Out = TokenChunk;
+  static constexpr std::string_view kName = "tokenize";
+
+  // first_pos: document position of the first token (non-zero when appending to a store).
+  // add_bos: whether this stream starts a document (BOS as the model's metadata says).
+  TokenizeStage(std::shared_ptr<const model::Vocab> vocab, int64_t chunk_tokens, int64_t first_pos, bool add_bos);
+  Result<void> start(engine::StageContext& ctx);
+  Result<void> process(DocBytes&& in, engine::Emitter<TokenChunk>& out);
+  Result<bool> produce(engine::Emitter<TokenChunk>& out);
+  Result<void> finish(engine::Emitter<TokenChunk>& out);
+
+  int64_t tokens_out() const { return next_pos_ - first_pos_; }
+  uint64_t replaced_bytes() const { return tokenizer_.replaced_bytes(); }
+  uint64_t forced_cuts() const { return tokenizer_.forced_cuts(); }
+
+ private:
+  bool take_chunk(engine::Emitter<TokenChunk>& out, bool partial_ok);
+
+  model::StreamingTokenizer tokenizer_;
+  int64_t chunk_;
+  int64_t first_pos_;
+  int64_t next_pos_;
+  int64_t seq_ = 0;
+  bool ended_ = false;
+  std::deque<model::TokenId> buffer_;  // at most one chunk plus one input's worth of tokens
+  engine::StageContext* ctx_ = nullptr;
+};
+
+}  // namespace ilre::stages
