@@ -15,6 +15,7 @@
 #include "engine/pipeline.h"
 #include "model/model.h"
 #include "model/model_path.h"
+#include "retrieval/configure.h"
 #include "stages/decode.h"
 #include "stages/pool.h"
 #include "stages/prefill.h"
@@ -70,7 +71,10 @@ model::Numerics numerics_of(const std::string& name) {
 // configs/models/<model file stem>.yaml written by `ilre calibrate`: {layer: N, ...}.
 std::optional<int32_t> calibrated_layer(const std::string& model_path) {
   const std::string stem = fs::path(model_path).stem().string();
-  for (const fs::path& dir : {fs::current_path() / "configs" / "models", fs::path(model_path).parent_path() / ".." / "configs" / "models"}) {
+  std::vector<fs::path> dirs;
+  for (const fs::path& root : model::search_roots()) dirs.push_back(root / "configs" / "models");
+  dirs.push_back(fs::path(model_path).parent_path() / ".." / "configs" / "models");
+  for (const fs::path& dir : dirs) {
     const fs::path p = dir / (stem + ".yaml");
     if (!fs::exists(p)) continue;
     try {
@@ -370,9 +374,7 @@ Result<Answer> Engine::Impl::ask(const std::string& store_dir, const std::string
       spdlog::warn("store '{}' is incomplete: its state is at token {} of {}", store_dir, prefill.next_position(),
                    reader->n_tokens());
     }
-    std::string query_text = cfg.query.template_text;
-    query_text.replace(query_text.find("{question}"), 10, question);
-    const std::vector<model::TokenId> query = model->vocab().tokenize(query_text, {.add_special = false});
+    const std::vector<model::TokenId> query = retrieval::query_tokens(cfg, model->vocab(), question);
     const int64_t n_context = reader->n_tokens();
     const int64_t budget = budget_for(static_cast<int64_t>(query.size()));
 
@@ -391,19 +393,10 @@ Result<Answer> Engine::Impl::ask(const std::string& store_dir, const std::string
       };
     }
     const double encode_ms = ms_since(encode_t0);
-    retrieval::ScoreConfig score_cfg{.softmax = cfg.scoring.softmax,
-                                     .over_heads = cfg.scoring.over_heads == "max" ? retrieval::Aggregation::max : retrieval::Aggregation::sum,
-                                     .over_queries = cfg.scoring.over_queries == "max" ? retrieval::Aggregation::max : retrieval::Aggregation::sum,
-                                     .kq_scale = hp.kq_scale};
+    const retrieval::ScoreConfig score_cfg = retrieval::score_config(cfg, hp);
     retrieval::QueryScorer scorer(q, static_cast<int64_t>(query.size()), {hp.n_head, hp.n_head_kv, hp.head_dim_k}, score_cfg);
 
-    retrieval::SelectionConfig sel;
-    sel.kernels.clear();
-    for (size_t i = 0; i < cfg.pooling.kernels.size(); ++i) sel.kernels.push_back({cfg.pooling.kernels[i], cfg.pooling.shares[i]});
-    sel.mode = cfg.pooling.mode == "expand_center" ? retrieval::SelectionMode::expand_center : retrieval::SelectionMode::pooled_topk;
-    sel.budget = budget;
-    sel.keep_first = cfg.recall.keep_first >= 0 ? cfg.recall.keep_first : settings.sink;
-    sel.keep_last = cfg.recall.keep_last;
+    const retrieval::SelectionConfig sel = retrieval::selection_config(cfg, budget, settings.sink);
     const bool compressed = n_context > budget;
     if (!compressed) {
       spdlog::info("the document ({} tokens) fits the recall budget ({}): no compression", n_context, budget);

@@ -28,6 +28,8 @@
 #include "model/gguf.h"
 #include "model/matmul.h"
 #include "model/quant.h"
+#include "peak.h"
+#include "args.h"
 
 namespace {
 
@@ -35,7 +37,9 @@ using ilre::model::ComputePool;
 using ilre::model::GgmlType;
 using ilre::model::GgufFile;
 using ilre::model::WeightMatrix;
-using Clock = std::chrono::steady_clock;
+using ilre::bench::best_seconds;
+using ilre::bench::eigen_gflops;
+using ilre::bench::gemm_gflops;
 
 struct Options {
   std::vector<int64_t> n_toks = {1, 256, 512, 1024};
@@ -45,17 +49,7 @@ struct Options {
   std::vector<std::string> filters;
 };
 
-std::vector<int64_t> parse_list(const std::string& s) {
-  std::vector<int64_t> out;
-  size_t pos = 0;
-  while (pos < s.size()) {
-    const size_t comma = s.find(',', pos);
-    out.push_back(std::stoll(s.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos)));
-    if (comma == std::string::npos) break;
-    pos = comma + 1;
-  }
-  return out;
-}
+using ilre::bench::parse_list;
 
 Options parse(int argc, char** argv) {
   Options o;
@@ -75,48 +69,6 @@ Options parse(int argc, char** argv) {
     if (std::filesystem::exists(p)) o.model = p.string();
   }
   return o;
-}
-
-// Best time of repeated runs (at least 2, for at least min_time seconds in total, after one warm-up).
-double best_seconds(const std::function<void()>& fn, double min_time) {
-  fn();
-  double best = 1e30, total = 0.0;
-  for (int rep = 0; rep < 2 || total < min_time; ++rep) {
-    const auto t0 = Clock::now();
-    fn();
-    const double s = std::chrono::duration<double>(Clock::now() - t0).count();
-    best = std::min(best, s);
-    total += s;
-    if (rep > 1000) break;
-  }
-  return best;
-}
-
-double gflops(int64_t n_tok, int64_t n_in, int64_t n_out, double seconds) {
-  return 2.0 * static_cast<double>(n_tok) * static_cast<double>(n_in) * static_cast<double>(n_out) / seconds * 1e-9;
-}
-
-using RowMajor = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-
-// Eigen sgemm Y = X * W^T with X [n_tok, n_in], W [n_out, n_in], split over output columns across threads.
-double eigen_gflops(int64_t n_tok, int64_t n_in, int64_t n_out, int n_threads, double min_time) {
-  RowMajor x = RowMajor::Random(n_tok, n_in);
-  RowMajor w = RowMajor::Random(n_out, n_in);
-  RowMajor y(n_tok, n_out);
-  Eigen::setNbThreads(1);
-  auto part = [&](int i) {
-    const int64_t begin = n_out * i / n_threads, end = n_out * (i + 1) / n_threads;
-    y.middleCols(begin, end - begin).noalias() = x * w.middleRows(begin, end - begin).transpose();
-  };
-  const double s = best_seconds(
-      [&] {
-        std::vector<std::thread> workers;
-        for (int i = 1; i < n_threads; ++i) workers.emplace_back(part, i);
-        part(0);
-        for (auto& t : workers) t.join();
-      },
-      min_time);
-  return gflops(n_tok, n_in, n_out, s);
 }
 
 struct Shape {
@@ -188,7 +140,7 @@ int main(int argc, char** argv) {
   );
 
   // Peak: the best of a few f32 GEMM shapes like the model's.
-  const std::vector<std::array<int64_t, 3>> peak_shapes = {{512, 640, 2048}, {512, 2048, 640}, {512, 1024, 1024}};
+  const auto& peak_shapes = ilre::bench::peak_shapes();
   std::map<int, double> peak;
   std::printf("%-28s", "Eigen sgemm GFLOP/s");
   for (int nt : opt.threads) std::printf("  %8d thr", nt);
@@ -234,7 +186,7 @@ int main(int argc, char** argv) {
         ComputePool& pool = *pools[nt];
         const double sec = best_seconds(
             [&] { ilre::model::matmul(wts.w, x.data(), n_tok, s.n_in, y.data(), s.n_out, pool); }, opt.min_time);
-        const double g = gflops(n_tok, s.n_in, s.n_out, sec);
+        const double g = gemm_gflops(n_tok, s.n_in, s.n_out, sec);
         std::printf("  %14.1f %5.0f%%", g, 100.0 * g / peak[nt]);
         if (s.name != "output") {
           fwd_time[{n_tok, nt}] += sec * s.per_forward;

@@ -32,6 +32,7 @@
 #include "storage/segment_codec.h"
 #include "storage/store_reader.h"
 #include "storage/store_writer.h"
+#include "args.h"
 
 namespace {
 
@@ -48,17 +49,7 @@ struct Options {
   double min_time = 0.3;
 };
 
-std::vector<int64_t> parse_list(const std::string& s) {
-  std::vector<int64_t> out;
-  size_t pos = 0;
-  while (pos < s.size()) {
-    const size_t comma = s.find(',', pos);
-    out.push_back(std::stoll(s.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos)));
-    if (comma == std::string::npos) break;
-    pos = comma + 1;
-  }
-  return out;
-}
+using ilre::bench::parse_list;
 
 Options parse(int argc, char** argv) {
   Options o;

@@ -8,5 +8,6 @@ namespace ilre::cli {
 
 void register_model_commands(CLI::App& app);  // info, tokenize, generate, logits
 void register_ilre_commands(CLI::App& app);   // ingest, ask
+void register_eval_commands(CLI::App& app);   // calibrate, eval
 
 }  // namespace ilre::cli

@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "commands.h"
+#include "options.h"
 #include "ilre/config.h"
 #include "ilre/engine.h"
 
@@ -57,46 +58,6 @@ class InterruptGuard {
   std::atomic<bool> stop_{false};
   std::thread watcher_;
 };
-
-struct CommonArgs {
-  std::string config_file;
-  std::vector<std::string> sets;
-  std::optional<std::string> model;
-  std::optional<int> threads;
-  std::optional<int> layer;
-  std::optional<int64_t> budget;
-  bool json = false;
-};
-
-void add_common(CLI::App* cmd, CommonArgs& a) {
-  cmd->add_option("-m,--model", a.model, "GGUF file or name");
-  cmd->add_option("-c,--config", a.config_file, "YAML config (see configs/reference.yaml)");
-  cmd->add_option("--set", a.sets, "override one setting: section.key=value (repeatable)");
-  cmd->add_option("-t,--threads", a.threads, "compute threads (model.threads)");
-  cmd->add_option("--layer", a.layer, "retrieval layer l_R (prefill.layer)");
-  cmd->add_option("--budget", a.budget, "recalled tokens (recall.budget)");
-  cmd->add_flag("--json", a.json, "print a JSON report on stdout");
-}
-
-// config file < ILRE_* environment < --set < dedicated flags.
-Config resolve_config(const CommonArgs& a) {
-  Config cfg;
-  if (!a.config_file.empty()) {
-    auto c = load_config(a.config_file);
-    if (!c) throw Exception(c.error());
-    cfg = *c;
-  }
-  if (auto r = apply_environment(cfg); !r) throw Exception(r.error());
-  for (const std::string& s : a.sets) {
-    if (auto r = apply_override(cfg, s); !r) throw Exception(r.error());
-  }
-  if (a.model) cfg.model.path = *a.model;
-  if (a.threads) cfg.model.threads = *a.threads;
-  if (a.layer) cfg.prefill.layer = *a.layer;
-  if (a.budget) cfg.recall.budget = *a.budget;
-  if (auto r = cfg.validate(); !r) throw Exception(r.error());
-  return cfg;
-}
 
 std::shared_ptr<Engine> open_engine(const Config& cfg) {
   auto e = Engine::open(cfg);

@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   app.parse_complete_callback([&] { spdlog::set_level(spdlog::level::from_str(log_level)); });
   spdlog::set_pattern("%^[%l]%$ %v");
   ilre::cli::register_ilre_commands(app);
+  ilre::cli::register_eval_commands(app);
   ilre::cli::register_model_commands(app);
   try {
     app.parse(argc, argv);

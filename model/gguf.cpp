@@ -285,6 +285,9 @@ void GgufFile::parse_all() {
     }
     const auto a = static_cast<uint64_t>(align->ints.at(0));
     if (a == 0 || (a & (a - 1)) != 0) fail(path_, "general.alignment " + std::to_string(a) + " is not a power of two");
+    // The spec requires a multiple of 8. Smaller values would let tensor data start at odd or 2/4-byte
+    // addresses even in a page-aligned mapping, and the kernels read f16/f32 and block fields in place.
+    if (a < 8) fail(path_, "general.alignment " + std::to_string(a) + " is less than 8 (the GGUF spec requires a multiple of 8)");
     alignment_ = a;
   }
 

@@ -11,11 +11,9 @@
 namespace fs = std::filesystem;
 
 namespace ilre::model {
-namespace {
 
-// models/ and ../shared/models/ relative to the working directory, then relative to the project a binary
-// was built in (build/cli/ilre -> ../../), so `./build/cli/ilre` works from any directory.
-std::vector<fs::path> model_folders() {
+// build/cli/ilre -> ../../ : so `./build/cli/ilre` finds models/ and configs/ from any directory.
+std::vector<fs::path> search_roots() {
   std::vector<fs::path> roots{fs::current_path()};
   std::error_code ec;
   const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
@@ -27,6 +25,15 @@ std::vector<fs::path> model_folders() {
       }
     }
   }
+  return roots;
+}
+
+namespace {
+
+// models/ and ../shared/models/ relative to the working directory, then relative to the project a binary
+// was built in.
+std::vector<fs::path> model_folders() {
+  const std::vector<fs::path> roots = search_roots();
   std::vector<fs::path> folders;
   for (const fs::path& r : roots) folders.push_back(r / "models");
   for (const fs::path& r : roots) folders.push_back(r / ".." / "shared" / "models");

@@ -2,12 +2,18 @@
 // CLI, the daemon and the library.
 #pragma once
 
+#include <filesystem>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace ilre::model {
 
 inline constexpr const char* kDefaultModelFile = "gemma-3-270m-q4_k_m.gguf";
+
+// The working directory, then the source tree the running binary was built in (if any): where models/
+// and configs/ are looked up.
+std::vector<std::filesystem::path> search_roots();
 
 // requested: a path, or a bare file name (".gguf" optional) looked up in the model folders; nullopt for
 // the default. Throws Exception(io_failed) listing every place tried when nothing is found.

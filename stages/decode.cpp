@@ -38,7 +38,8 @@ Result<void> DecodeStage::process(Prompt&& in, engine::Emitter<AnswerPiece>&) {
 }
 
 Result<bool> DecodeStage::produce(engine::Emitter<AnswerPiece>& out) {
-  if (!prompt_ || done_) return false;
+  // max_tokens == 0 asks for retrieval only: the compressed prompt is not even prefilled.
+  if (!prompt_ || done_ || max_tokens_ == 0) return false;
   const size_t n = prompt_->tokens.size();
   if (prefilled_ < n) {
     const auto t0 = std::chrono::steady_clock::now();

@@ -1,0 +1,231 @@
+// End to end on stories260K through the library API: ingest -> store -> ask, and the faults around it.
+#include "ilre/engine.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "storage/store_reader.h"
+#include "support/paths.h"
+#include "support/tiny_model.h"
+
+namespace fs = std::filesystem;
+
+namespace ilre {
+namespace {
+
+std::string story(int sentences) {
+  static const char* kParts[] = {"Lily went to the park with her mom. ", "The sun was warm and the sky was blue. ",
+                                 "Tom had a red ball and a small dog. ", "They played until it was time to eat. ",
+                                 "The cat sat on the mat and looked at the bird. "};
+  std::string s;
+  for (int i = 0; i < sentences; ++i) s += kParts[(i * 7 + i / 3) % 5];
+  return s;
+}
+
+Config stories_config() {
+  Config c;
+  c.model.path = test::shared_model("stories260K-f32.gguf");
+  c.model.threads = 2;
+  c.prefill.layer = 2;
+  c.prefill.chunk = 64;
+  c.prefill.window = 128;
+  c.prefill.sink = 8;
+  c.store.segment_tokens = 256;
+  c.recall.budget = 96;
+  c.decode.max_tokens = 12;
+  return c;
+}
+
+std::shared_ptr<Engine> open(const Config& c) {
+  auto e = Engine::open(c);
+  EXPECT_TRUE(e) << (e ? "" : e.error().what());
+  return e ? *e : nullptr;
+}
+
+TEST(EngineEndToEnd, IngestOnceAskManyAppend) {
+  auto engine = open(stories_config());
+  ASSERT_TRUE(engine);
+  const std::string dir = test::scratch_dir("e2e") + "/store";
+  auto rep = engine->ingest_text(story(200), dir, {});
+  ASSERT_TRUE(rep) << rep.error().what();
+  EXPECT_GT(rep->tokens_added, 1500);
+  EXPECT_EQ(rep->total_tokens, rep->tokens_added);
+  EXPECT_GT(rep->segments_added, 4);
+  EXPECT_EQ(rep->layer, 2);
+  EXPECT_GT(rep->key_compression_ratio, 1.0);
+
+  std::string streamed;
+  AskOptions opt;
+  opt.on_token = [&](std::string_view piece) {
+    streamed += piece;
+    return true;
+  };
+  auto a = engine->ask(dir, "Who went to the park?", opt);
+  ASSERT_TRUE(a) << a.error().what();
+  EXPECT_TRUE(a->compressed);
+  EXPECT_EQ(a->recalled, 96);
+  EXPECT_EQ(a->context_tokens, rep->total_tokens);
+  EXPECT_EQ(a->text, streamed);
+  EXPECT_GT(a->generated_tokens, 0);
+  int64_t in_spans = 0;
+  for (auto [s, e] : a->spans) {
+    EXPECT_LT(s, e);
+    in_spans += e - s;
+  }
+  EXPECT_EQ(in_spans, 96);
+  EXPECT_EQ(a->spans.front().first, 0);  // the sink is always recalled
+  // A question never runs the document prefill again: only the query is encoded.
+  EXPECT_EQ(a->timings_ms.count("prefill"), 0u);
+  EXPECT_EQ(a->timings_ms.count("spill"), 0u);
+
+  auto a2 = engine->ask(dir, "What did Tom have?", {});
+  ASSERT_TRUE(a2);
+  EXPECT_EQ(a2->context_tokens, a->context_tokens);
+
+  IngestOptions more;
+  more.append = true;
+  auto rep2 = engine->ingest_text(story(50), dir, more);
+  ASSERT_TRUE(rep2) << rep2.error().what();
+  EXPECT_EQ(rep2->total_tokens, rep->total_tokens + rep2->tokens_added);
+  auto a3 = engine->ask(dir, "Who went to the park?", {});
+  ASSERT_TRUE(a3);
+  EXPECT_EQ(a3->context_tokens, rep2->total_tokens);
+}
+
+// Streaming into segments must give the keys a single pass over the whole text gives, whatever the
+// chunk boundaries: ingest the same text twice with different read sizes.
+TEST(EngineEndToEnd, ReadChunkingDoesNotChangeTheStore) {
+  Config a = stories_config();
+  Config b = stories_config();
+  a.pipeline.read_chunk_bytes = 7;
+  b.pipeline.read_chunk_bytes = 4096;
+  const std::string base = test::scratch_dir("chunking");
+  auto ea = open(a), eb = open(b);
+  ASSERT_TRUE(ea && eb);
+  ASSERT_TRUE(ea->ingest_text(story(80), base + "/a", {}));
+  ASSERT_TRUE(eb->ingest_text(story(80), base + "/b", {}));
+  auto ra = storage::StoreReader::open(base + "/a");
+  auto rb = storage::StoreReader::open(base + "/b");
+  ASSERT_TRUE(ra && rb);
+  ASSERT_EQ(ra->n_tokens(), rb->n_tokens());
+  ASSERT_EQ(ra->segments().size(), rb->segments().size());
+  for (size_t i = 0; i < ra->segments().size(); ++i) {
+    auto sa = ra->read_segment(i, storage::KeyFormat::f16);
+    auto sb = rb->read_segment(i, storage::KeyFormat::f16);
+    ASSERT_TRUE(sa && sb);
+    EXPECT_EQ(sa->tokens, sb->tokens);
+    EXPECT_EQ(sa->keys_16, sb->keys_16);
+  }
+}
+
+TEST(EngineEndToEnd, ShortDocumentIsNotCompressed) {
+  auto engine = open(stories_config());
+  const std::string dir = test::scratch_dir("short") + "/s";
+  ASSERT_TRUE(engine->ingest_text("Lily had a red ball.", dir, {}));
+  auto a = engine->ask(dir, "What did Lily have?", {});
+  ASSERT_TRUE(a) << a.error().what();
+  EXPECT_FALSE(a->compressed);
+  EXPECT_EQ(a->recalled, a->context_tokens);
+}
+
+TEST(EngineFaults, BadInputsGetClearErrors) {
+  auto engine = open(stories_config());
+  const std::string base = test::scratch_dir("faults");
+  auto empty = engine->ingest_text("", base + "/empty", {});
+  ASSERT_FALSE(empty);
+  EXPECT_EQ(empty.error().code, errc::invalid_argument);
+  {
+    std::ofstream(base + "/empty.txt").close();
+    auto r = engine->ingest_file(base + "/empty.txt", base + "/empty2", {});
+    ASSERT_FALSE(r);
+    EXPECT_NE(r.error().message.find("empty"), std::string::npos);
+  }
+  auto missing = engine->ingest_file(base + "/nope.txt", base + "/s1", {});
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().code, errc::io_failed);
+
+  ASSERT_TRUE(engine->ingest_text(story(20), base + "/ok", {}));
+  auto no_q = engine->ask(base + "/ok", "   ", {});
+  ASSERT_FALSE(no_q);
+  EXPECT_EQ(no_q.error().code, errc::invalid_argument);
+  auto no_store = engine->ask(base + "/none", "Who?", {});
+  ASSERT_FALSE(no_store);
+
+  // Creating over an existing store is refused rather than mixing two documents.
+  auto again = engine->ingest_text(story(5), base + "/ok", {});
+  ASSERT_FALSE(again);
+}
+
+TEST(EngineFaults, InvalidUtf8IsReplacedAndCounted) {
+  auto engine = open(stories_config());
+  const std::string dir = test::scratch_dir("utf8") + "/s";
+  auto r = engine->ingest_text(std::string("Lily \xff\xfe saw a \xc3 dog. ") + story(10), dir, {});
+  ASSERT_TRUE(r) << r.error().what();
+  EXPECT_EQ(r->replaced_bytes, 3u);
+}
+
+TEST(EngineFaults, StoreFromAnotherModelIsRefused) {
+  const std::string base = test::scratch_dir("mismatch");
+  test::TinyModelSpec spec;
+  Config other = stories_config();
+  other.model.path = test::write_tiny_model(base, spec);
+  auto e1 = open(other);
+  ASSERT_TRUE(e1);
+  ASSERT_TRUE(e1->ingest_text(story(20), base + "/store", {}));
+  auto e2 = open(stories_config());
+  auto a = e2->ask(base + "/store", "Who?", {});
+  ASSERT_FALSE(a);
+  EXPECT_EQ(a.error().code, errc::model_mismatch);
+  IngestOptions app;
+  app.append = true;
+  auto r = e2->ingest_text(story(5), base + "/store", app);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, errc::model_mismatch);
+}
+
+TEST(EngineFaults, CorruptSegmentIsNamed) {
+  auto engine = open(stories_config());
+  const std::string dir = test::scratch_dir("corrupt") + "/s";
+  ASSERT_TRUE(engine->ingest_text(story(100), dir, {}));
+  const fs::path seg = fs::path(dir) / "segments" / "seg-000001.ilk";
+  ASSERT_TRUE(fs::exists(seg));
+  {
+    std::fstream f(seg, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(fs::file_size(seg) / 2));
+    f.put('\x5a');
+  }
+  auto a = engine->ask(dir, "Who?", {});
+  ASSERT_FALSE(a);
+  EXPECT_EQ(a.error().code, errc::checksum_mismatch);
+  EXPECT_NE(a.error().message.find("seg-000001"), std::string::npos) << a.error().message;
+}
+
+// Cancelling an ingest mid-way leaves a store that reopens, is consistent up to its last complete segment
+// and can answer questions about what it holds.
+TEST(EngineFaults, CancelledIngestLeavesAConsistentStore) {
+  Config c = stories_config();
+  c.pipeline.read_chunk_bytes = 256;
+  auto engine = open(c);
+  const std::string dir = test::scratch_dir("cancel") + "/s";
+  IngestOptions opt;
+  CancelHandle cancel = opt.cancel;
+  opt.on_progress = [cancel](const Progress& p) {
+    if (p.tokens > 600) cancel.cancel("test stops the ingest");
+  };
+  auto r = engine->ingest_text(story(3000), dir, opt);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, errc::cancelled);
+  auto reader = storage::StoreReader::open(dir);
+  ASSERT_TRUE(reader) << reader.error().what();
+  EXPECT_GT(reader->n_tokens(), 0);
+  EXPECT_TRUE(reader->verify());
+  EXPECT_TRUE(reader->has_state());
+  auto a = engine->ask(dir, "Who went to the park?", {});
+  EXPECT_TRUE(a) << (a ? "" : a.error().what());
+}
+
+}  // namespace
+}  // namespace ilre
