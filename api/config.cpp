@@ -45,6 +45,7 @@ std::vector<Field> fields(Config& c) {
       {"query.chat", &c.query.chat},
       {"decode.positions", &c.decode.positions},
       {"decode.max_tokens", &c.decode.max_tokens},
+      {"decode.stop_at_newline", &c.decode.stop_at_newline},
       {"decode.temperature", &c.decode.temperature},
       {"decode.top_k", &c.decode.top_k},
       {"decode.top_p", &c.decode.top_p},

@@ -235,6 +235,33 @@ Result<IngestReport> Engine::ingest_text(std::string text, const std::string& st
   return impl_->ingest(stages::memory_source(std::move(text)), total, store_dir, options);
 }
 
+Result<IngestReport> Engine::ingest(std::istream& document, const std::string& store_dir, IngestOptions options) {
+  return impl_->ingest(stages::stream_source(document, "<stream>"), -1, store_dir, options);
+}
+
+Result<Store> Engine::open_store(const std::string& store_dir) const {
+  auto reader = storage::StoreReader::open(store_dir);
+  if (!reader) return tl::unexpected(reader.error());
+  const storage::StoreMeta& meta = reader->meta();
+  if (auto r = reader->check_model(impl_->model->fingerprint(), meta.retrieval_layer); !r) return tl::unexpected(r.error());
+  Store s;
+  s.dir = store_dir;
+  s.model_name = meta.model_name;
+  s.model_fingerprint = meta.model_fingerprint;
+  s.layer = meta.retrieval_layer;
+  s.tokens = reader->n_tokens();
+  s.segments = static_cast<int64_t>(reader->segments().size());
+  for (const auto& seg : reader->segments()) s.stored_bytes += seg.stored_bytes;
+  s.resumable = reader->state_info().has_value();
+  s.created_at = reader->created_at();
+  s.updated_at = reader->updated_at();
+  return s;
+}
+
+Result<Answer> Engine::ask(const Store& store, const std::string& question, AskOptions options) {
+  return ask(store.dir, question, std::move(options));
+}
+
 Result<IngestReport> Engine::Impl::ingest(std::unique_ptr<stages::ByteSource> source, int64_t total_bytes,
                                           const std::string& store_dir, IngestOptions& options) {
   const auto t0 = Clock::now();
@@ -411,7 +438,7 @@ Result<Answer> Engine::Impl::ask(const std::string& store_dir, const std::string
                                                                      ? stages::PromptPositions::original
                                                                      : stages::PromptPositions::contiguous);
     auto decode = p.emplace<stages::DecodeStage>(*model, *pool, numerics_of(cfg.decode.numerics), settings.chunk,
-                                                 cfg.decode.max_tokens, sp);
+                                                 cfg.decode.max_tokens, sp, cfg.decode.stop_at_newline);
     auto sink = p.emplace<AnswerSink>(options.on_token, t0);
     p.connect(score, pool_stage);
     p.connect(pool_stage, recall);

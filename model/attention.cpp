@@ -26,12 +26,34 @@ struct Block {
   int64_t q_end;
 };
 
-// Copies rows [j0, j0+t) of one head's slice of a cache tensor into a dense F32 matrix.
-void load_tile(const void* base, KvType type, int64_t ld, int64_t col0, int64_t width, int64_t j0, int64_t t,
-               RowMat& out) {
-  out.resize(t, width);
+using Map = Eigen::Map<RowMat>;
+
+// Per-thread buffers the blocks reuse. A block's score rows are a few hundred KB; allocating them per call
+// cost an mmap/munmap pair each (glibc) or, once its dynamic threshold rose, fragmented the per-thread
+// arenas so that ingest RSS crept up ~2 MB per million tokens. Buffers only grow.
+struct Scratch {
+  std::vector<float> q, scores, tile, tile_v, acc;
+  std::vector<float> row_max;
+  std::vector<double> row_sum;
+};
+
+Scratch& scratch() {
+  thread_local Scratch s;
+  return s;
+}
+
+template <typename T>
+T* grow(std::vector<T>& v, int64_t n) {
+  if (v.size() < static_cast<size_t>(n)) v.resize(static_cast<size_t>(n));
+  return v.data();
+}
+
+// Copies rows [j0, j0+t) of one head's slice of a cache tensor into a dense F32 [t, width] matrix.
+Map load_tile(const void* base, KvType type, int64_t ld, int64_t col0, int64_t width, int64_t j0, int64_t t,
+              std::vector<float>& buf) {
+  float* out = grow(buf, t * width);
   for (int64_t j = 0; j < t; ++j) {
-    float* dst = out.row(j).data();
+    float* dst = out + j * width;
     if (type == KvType::f32) {
       const float* src = static_cast<const float*>(base) + (j0 + j) * ld + col0;
       std::copy(src, src + width, dst);
@@ -40,6 +62,7 @@ void load_tile(const void* base, KvType type, int64_t ld, int64_t col0, int64_t 
       for (int64_t d = 0; d < width; ++d) dst[d] = fp16_to_fp32(src[d]);
     }
   }
+  return Map(out, t, width);
 }
 
 bool visible(const AttentionArgs& a, int32_t q_pos, int32_t k_pos) {
@@ -61,14 +84,21 @@ std::pair<int64_t, int64_t> key_range(const AttentionArgs& a, const Block& b) {
   return {begin, std::max(begin, end)};
 }
 
-RowMat load_queries(const AttentionArgs& a, const Block& b, bool round_f16) {
+Map load_queries(const AttentionArgs& a, const Block& b, bool round_f16, std::vector<float>& buf) {
   const int64_t m = b.q_end - b.q_begin;
-  RowMat q(m, a.head_dim_k);
+  float* q = grow(buf, m * a.head_dim_k);
   for (int64_t i = 0; i < m; ++i) {
     const float* src = a.q + (b.q_begin + i) * a.ldq + b.head * a.head_dim_k;
-    for (int64_t d = 0; d < a.head_dim_k; ++d) q(i, d) = round_f16 ? fp16_to_fp32(fp32_to_fp16(src[d])) : src[d];
+    float* dst = q + i * a.head_dim_k;
+    for (int64_t d = 0; d < a.head_dim_k; ++d) dst[d] = round_f16 ? fp16_to_fp32(fp32_to_fp16(src[d])) : src[d];
   }
-  return q;
+  return Map(q, m, a.head_dim_k);
+}
+
+Map zeroed(std::vector<float>& buf, int64_t rows, int64_t cols) {
+  Map m(grow(buf, rows * cols), rows, cols);
+  m.setZero();
+  return m;
 }
 
 // F16 cache: the full score rows of the block are kept so each row's softmax is normalised exactly as
@@ -83,12 +113,12 @@ void attend_block_f16(const AttentionArgs& a, const Block& b) {
     out.setZero();
     return;
   }
-  const RowMat q = load_queries(a, b, /*round_f16=*/true);
-  RowMat scores(m, n_keys);
-  RowMat tile;
+  Scratch& sc = scratch();
+  const Map q = load_queries(a, b, /*round_f16=*/true, sc.q);
+  Map scores(grow(sc.scores, m * n_keys), m, n_keys);
   for (int64_t j0 = 0; j0 < n_keys; j0 += kKeyTile) {
     const int64_t t = std::min(kKeyTile, n_keys - j0);
-    load_tile(a.k, a.kv_type, a.ldk, kvh * a.head_dim_k, a.head_dim_k, j_begin + j0, t, tile);
+    const Map tile = load_tile(a.k, a.kv_type, a.ldk, kvh * a.head_dim_k, a.head_dim_k, j_begin + j0, t, sc.tile);
     scores.middleCols(j0, t).noalias() = q * tile.transpose();
   }
   for (int64_t i = 0; i < m; ++i) {
@@ -112,10 +142,10 @@ void attend_block_f16(const AttentionArgs& a, const Block& b) {
     const auto inv = static_cast<float>(1.0 / sum);
     for (int64_t j = 0; j < n_keys; ++j) row[j] = fp16_to_fp32(fp32_to_fp16(row[j] * inv));
   }
-  RowMat acc = RowMat::Zero(m, a.head_dim_v);
+  Map acc = zeroed(sc.acc, m, a.head_dim_v);
   for (int64_t j0 = 0; j0 < n_keys; j0 += kKeyTile) {
     const int64_t t = std::min(kKeyTile, n_keys - j0);
-    load_tile(a.v, a.kv_type, a.ldv, kvh * a.head_dim_v, a.head_dim_v, j_begin + j0, t, tile);
+    const Map tile = load_tile(a.v, a.kv_type, a.ldv, kvh * a.head_dim_v, a.head_dim_v, j_begin + j0, t, sc.tile);
     acc.noalias() += scores.middleCols(j0, t) * tile;
   }
   out = acc;
@@ -127,28 +157,29 @@ void attend_block_f32(const AttentionArgs& a, const Block& b) {
   const int64_t kvh = b.head / (a.n_head / a.n_head_kv);
   const auto [j_begin, j_end] = key_range(a, b);
   Strided out(a.out + b.q_begin * a.ldo + b.head * a.head_dim_v, m, a.head_dim_v, Eigen::OuterStride<>(a.ldo));
-  const RowMat q = load_queries(a, b, /*round_f16=*/false);
+  Scratch& sc = scratch();
+  const Map q = load_queries(a, b, /*round_f16=*/false, sc.q);
 
-  RowMat acc = RowMat::Zero(m, a.head_dim_v);
-  std::vector<float> row_max(static_cast<size_t>(m), kNegInf);
-  std::vector<double> row_sum(static_cast<size_t>(m), 0.0);
-  RowMat s;
-  RowMat kt;
-  RowMat vt;
+  Map acc = zeroed(sc.acc, m, a.head_dim_v);
+  float* row_max = grow(sc.row_max, m);
+  double* row_sum = grow(sc.row_sum, m);
+  std::fill(row_max, row_max + m, kNegInf);
+  std::fill(row_sum, row_sum + m, 0.0);
   for (int64_t j0 = j_begin; j0 < j_end; j0 += kKeyTile) {
     const int64_t t = std::min(kKeyTile, j_end - j0);
-    load_tile(a.k, a.kv_type, a.ldk, kvh * a.head_dim_k, a.head_dim_k, j0, t, kt);
-    load_tile(a.v, a.kv_type, a.ldv, kvh * a.head_dim_v, a.head_dim_v, j0, t, vt);
-    s.noalias() = q * kt.transpose();
+    const Map kt = load_tile(a.k, a.kv_type, a.ldk, kvh * a.head_dim_k, a.head_dim_k, j0, t, sc.tile);
+    Map st(grow(sc.scores, m * t), m, t);
+    st.noalias() = q * kt.transpose();
+    const Map vt = load_tile(a.v, a.kv_type, a.ldv, kvh * a.head_dim_v, a.head_dim_v, j0, t, sc.tile_v);
     for (int64_t i = 0; i < m; ++i) {
       const int32_t p = a.q_pos[static_cast<size_t>(b.q_begin + i)];
-      float* srow = s.row(i).data();
+      float* srow = st.row(i).data();
       float tile_max = kNegInf;
       for (int64_t j = 0; j < t; ++j) {
         srow[j] = visible(a, p, a.kv_pos[static_cast<size_t>(j0 + j)]) ? srow[j] * a.kq_scale : kNegInf;
         tile_max = std::max(tile_max, srow[j]);
       }
-      float& mx = row_max[static_cast<size_t>(i)];
+      float& mx = row_max[i];
       const float new_max = std::max(mx, tile_max);
       if (new_max == kNegInf) {
         std::fill(srow, srow + t, 0.0f);
@@ -160,14 +191,14 @@ void attend_block_f32(const AttentionArgs& a, const Block& b) {
         srow[j] = srow[j] == kNegInf ? 0.0f : std::exp(srow[j] - new_max);
         tile_sum += srow[j];
       }
-      row_sum[static_cast<size_t>(i)] = row_sum[static_cast<size_t>(i)] * correction + tile_sum;
+      row_sum[i] = row_sum[i] * correction + tile_sum;
       if (correction != 1.0f) acc.row(i) *= correction;
       mx = new_max;
     }
-    acc.noalias() += s * vt;
+    acc.noalias() += st * vt;
   }
   for (int64_t i = 0; i < m; ++i) {
-    const double sum = row_sum[static_cast<size_t>(i)];
+    const double sum = row_sum[i];
     out.row(i) = acc.row(i) * (sum > 0.0 ? static_cast<float>(1.0 / sum) : 0.0f);
   }
 }

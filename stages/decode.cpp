@@ -10,12 +10,13 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 }  // namespace
 
 DecodeStage::DecodeStage(const model::Model& model, model::ComputePool& pool, model::Numerics numerics, int64_t batch,
-                         int32_t max_tokens, model::SamplerParams sampler)
+                         int32_t max_tokens, model::SamplerParams sampler, bool stop_at_newline)
     : model_(model),
       session_(model, pool, batch, numerics),
       sampler_(sampler),
       batch_(batch),
-      max_tokens_(max_tokens) {}
+      max_tokens_(max_tokens),
+      stop_at_newline_(stop_at_newline) {}
 
 Result<void> DecodeStage::start(engine::StageContext& ctx) {
   ctx_ = &ctx;
@@ -35,6 +36,18 @@ Result<void> DecodeStage::process(Prompt&& in, engine::Emitter<AnswerPiece>&) {
   if (ctx_) ctx_->add_items_in(in.tokens.size());
   prompt_ = std::move(in);
   return {};
+}
+
+bool DecodeStage::cut_at_line_end(std::string& text) {
+  if (!stop_at_newline_) return false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (text[i] == '\n' && answer_has_text_) {
+      text.resize(i);
+      return true;
+    }
+    if (text[i] != '\n' && text[i] != ' ' && text[i] != '\t' && text[i] != '\r') answer_has_text_ = true;
+  }
+  return false;
 }
 
 Result<bool> DecodeStage::produce(engine::Emitter<AnswerPiece>& out) {
@@ -65,9 +78,12 @@ Result<bool> DecodeStage::produce(engine::Emitter<AnswerPiece>& out) {
   piece.seq = totals_.generated++;
   piece.token = next;
   piece.text = model_.vocab().token_to_piece(next);
+  const bool stop = cut_at_line_end(piece.text);
   if (ctx_) ctx_->add_items_out(1);
-  out.emit(std::move(piece));
-  if (totals_.generated < max_tokens_ && session_.n_past() < model_.hparams().n_ctx_train) {
+  if (!piece.text.empty()) out.emit(std::move(piece));
+  if (stop) {
+    done_ = true;
+  } else if (totals_.generated < max_tokens_ && session_.n_past() < model_.hparams().n_ctx_train) {
     session_.eval(std::span<const model::TokenId>(&next, 1), logits_);
   } else {
     done_ = true;

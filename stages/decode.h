@@ -29,7 +29,7 @@ class DecodeStage {
   static constexpr std::string_view kName = "decode";
 
   DecodeStage(const model::Model& model, model::ComputePool& pool, model::Numerics numerics, int64_t batch,
-              int32_t max_tokens, model::SamplerParams sampler);
+              int32_t max_tokens, model::SamplerParams sampler, bool stop_at_newline = false);
   Result<void> start(engine::StageContext& ctx);
   Result<void> process(Prompt&& in, engine::Emitter<AnswerPiece>& out);
   Result<bool> produce(engine::Emitter<AnswerPiece>& out);
@@ -40,7 +40,11 @@ class DecodeStage {
   model::Session session_;
   model::Sampler sampler_;
   int64_t batch_;
+  // With stop_at_newline: truncates text at a line break that follows answer text; true = stop there.
+  bool cut_at_line_end(std::string& text);
   int32_t max_tokens_;
+  bool stop_at_newline_;
+  bool answer_has_text_ = false;
   std::optional<Prompt> prompt_;
   size_t prefilled_ = 0;
   std::vector<float> logits_;

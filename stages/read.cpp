@@ -58,7 +58,28 @@ class MemorySource final : public ByteSource {
   size_t at_ = 0;
 };
 
+class StreamSource final : public ByteSource {
+ public:
+  StreamSource(std::istream& in, std::string name) : in_(in), name_(std::move(name)) {}
+  Result<int64_t> read(char* buf, int64_t max) override {
+    if (in_.eof()) return 0;
+    in_.read(buf, max);
+    const int64_t n = in_.gcount();
+    if (in_.bad()) return make_error(errc::io_failed, "reading " + name_ + ": the stream failed");
+    return n;  // 0 with eof set: the end
+  }
+  std::string describe() const override { return name_; }
+
+ private:
+  std::istream& in_;
+  std::string name_;
+};
+
 }  // namespace
+
+std::unique_ptr<ByteSource> stream_source(std::istream& in, std::string name) {
+  return std::make_unique<StreamSource>(in, std::move(name));
+}
 
 Result<std::unique_ptr<ByteSource>> open_file_source(const std::string& path) {
   if (path == "-") {

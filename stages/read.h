@@ -1,6 +1,7 @@
 // read — the source of an ingest: document bytes from a file, stdin, a pipe or memory, in bounded chunks.
 #pragma once
 
+#include <istream>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -22,6 +23,9 @@ class ByteSource {
 
 // A file (or "-" for stdin). Pipes and terminals are polled so a cancelled ingest never hangs on them.
 Result<std::unique_ptr<ByteSource>> open_file_source(const std::string& path);
+// A C++ stream owned by the caller (library users). std::istream cannot be polled, so a cancel takes effect
+// when the current read returns.
+std::unique_ptr<ByteSource> stream_source(std::istream& in, std::string name);
 // Bytes the caller already has (library users, tests).
 std::unique_ptr<ByteSource> memory_source(std::string bytes);
 

@@ -61,6 +61,9 @@ struct QueryConfig {
 struct DecodeConfig {
   std::string positions = "contiguous";  // contiguous | original (positions of the recalled tokens)
   int32_t max_tokens = 64;               // 0: recall only (no final pass)
+  // The template ends in "Answer:", so a small model answers on one line and then goes on inventing
+  // "Question: ..." lines; stop at the first line break after some text (false: up to max_tokens).
+  bool stop_at_newline = true;
   float temperature = 0.0f;
   int32_t top_k = 40;
   float top_p = 0.95f;

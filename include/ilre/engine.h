@@ -3,6 +3,7 @@
 //   auto engine = ilre::Engine::open(config);                 // Result<std::shared_ptr<Engine>>
 //   auto report = (*engine)->ingest_file("book.txt", "stores/book", {});
 //   auto answer = (*engine)->ask("stores/book", "Who wrote the letter?", {.on_token = print});
+//   auto store = (*engine)->open_store("stores/book");          // Result<Store>: tokens, l_R, model
 //
 // Ingest streams the document through the pipeline read -> tokenize -> prefill -> spill in constant memory;
 // ask runs score -> pool -> recall -> decode over the stored keys and never re-runs the prefill. No exception
@@ -11,6 +12,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <istream>
 #include <map>
 #include <memory>
 #include <string>
@@ -88,6 +90,19 @@ struct Answer {
   double peak_rss_mb = 0;
 };
 
+// A document's persisted keys and tokens: what `ingest` made and `ask` reads.
+struct Store {
+  std::string dir;
+  std::string model_name;       // the model it was made with
+  std::string model_fingerprint;
+  int32_t layer = -1;           // l_R of its keys
+  int64_t tokens = 0;           // document tokens stored
+  int64_t segments = 0;
+  uint64_t stored_bytes = 0;    // keys + tokens on disk, compressed
+  bool resumable = false;       // holds the streaming state, so --append can continue it
+  std::string created_at, updated_at;  // ISO 8601 UTC
+};
+
 class Engine {
  public:
   // Validates the config, loads the model (lookup: config path, $ILRE_MODEL, models/, ../shared/models/),
@@ -105,7 +120,12 @@ class Engine {
   // path "-" reads stdin.
   Result<IngestReport> ingest_file(const std::string& path, const std::string& store_dir, IngestOptions options);
   Result<IngestReport> ingest_text(std::string text, const std::string& store_dir, IngestOptions options);
+  // A stream the caller owns (a socket buffer, a decompressor); read until EOF.
+  Result<IngestReport> ingest(std::istream& document, const std::string& store_dir, IngestOptions options);
+  // Opens a store's manifest (no keys are read) and checks it was made with this engine's model.
+  Result<Store> open_store(const std::string& store_dir) const;
   Result<Answer> ask(const std::string& store_dir, const std::string& question, AskOptions options);
+  Result<Answer> ask(const Store& store, const std::string& question, AskOptions options);
 
   struct Impl;
 

@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <sstream>
+
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -119,6 +121,37 @@ TEST(EngineEndToEnd, ReadChunkingDoesNotChangeTheStore) {
     EXPECT_EQ(sa->tokens, sb->tokens);
     EXPECT_EQ(sa->keys_16, sb->keys_16);
   }
+}
+
+TEST(EngineEndToEnd, StreamIngestMatchesTextIngestAndOpensAsAStore) {
+  auto engine = open(stories_config());
+  ASSERT_TRUE(engine);
+  const std::string base = test::scratch_dir("stream");
+  std::istringstream doc(story(60));
+  auto rs = engine->ingest(doc, base + "/s", {});
+  ASSERT_TRUE(rs) << rs.error().what();
+  auto rt = engine->ingest_text(story(60), base + "/t", {});
+  ASSERT_TRUE(rt) << rt.error().what();
+  EXPECT_EQ(rs->total_tokens, rt->total_tokens);
+
+  auto store = engine->open_store(base + "/s");
+  ASSERT_TRUE(store) << store.error().what();
+  EXPECT_EQ(store->tokens, rs->total_tokens);
+  EXPECT_EQ(store->layer, 2);
+  EXPECT_EQ(store->segments, rs->segments_added);
+  EXPECT_GT(store->stored_bytes, 0u);
+  EXPECT_TRUE(store->resumable);
+  auto a = engine->ask(*store, "Who had a ball?", {});
+  ASSERT_TRUE(a) << a.error().what();
+  EXPECT_EQ(a->context_tokens, store->tokens);
+
+  Config other = stories_config();
+  other.model.path = test::shared_model("stories260K-f16.gguf");
+  auto e16 = open(other);
+  ASSERT_TRUE(e16);
+  auto refused = e16->open_store(base + "/s");
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, errc::model_mismatch);
 }
 
 TEST(EngineEndToEnd, ShortDocumentIsNotCompressed) {
