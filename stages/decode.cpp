@@ -38,14 +38,13 @@ Result<void> DecodeStage::process(Prompt&& in, engine::Emitter<AnswerPiece>&) {
   return {};
 }
 
-bool DecodeStage::cut_at_line_end(std::string& text) {
-  if (!stop_at_newline_) return false;
-  for (size_t i = 0; i < text.size(); ++i) {
-    if (text[i] == '\n' && answer_has_text_) {
-      text.resize(i);
+bool FirstLineCut::cut(std::string& piece) {
+  for (size_t i = 0; i < piece.size(); ++i) {
+    if (piece[i] == '\n' && seen_text_) {
+      piece.resize(i);
       return true;
     }
-    if (text[i] != '\n' && text[i] != ' ' && text[i] != '\t' && text[i] != '\r') answer_has_text_ = true;
+    if (piece[i] != '\n' && piece[i] != ' ' && piece[i] != '\t' && piece[i] != '\r') seen_text_ = true;
   }
   return false;
 }
@@ -78,7 +77,7 @@ Result<bool> DecodeStage::produce(engine::Emitter<AnswerPiece>& out) {
   piece.seq = totals_.generated++;
   piece.token = next;
   piece.text = model_.vocab().token_to_piece(next);
-  const bool stop = cut_at_line_end(piece.text);
+  const bool stop = stop_at_newline_ && line_cut_.cut(piece.text);
   if (ctx_) ctx_->add_items_out(1);
   if (!piece.text.empty()) out.emit(std::move(piece));
   if (stop) {

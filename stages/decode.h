@@ -5,6 +5,7 @@
 #include <chrono>
 #include <memory>
 #include <optional>
+#include <string>
 #include <string_view>
 
 #include "engine/stage.h"
@@ -20,6 +21,17 @@ struct DecodeTotals {
   double prefill_seconds = 0;
   double generate_seconds = 0;
   bool stopped_at_eog = false;
+};
+
+// Ends an answer at its first line break after some text, piece by piece as tokens arrive (a piece may
+// hold the break anywhere, or only leading blank lines).
+class FirstLineCut {
+ public:
+  // Truncates `piece` before a line break that follows answer text; true = the answer ends here.
+  bool cut(std::string& piece);
+
+ private:
+  bool seen_text_ = false;
 };
 
 class DecodeStage {
@@ -40,11 +52,9 @@ class DecodeStage {
   model::Session session_;
   model::Sampler sampler_;
   int64_t batch_;
-  // With stop_at_newline: truncates text at a line break that follows answer text; true = stop there.
-  bool cut_at_line_end(std::string& text);
   int32_t max_tokens_;
   bool stop_at_newline_;
-  bool answer_has_text_ = false;
+  FirstLineCut line_cut_;
   std::optional<Prompt> prompt_;
   size_t prefilled_ = 0;
   std::vector<float> logits_;
