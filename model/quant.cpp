@@ -206,15 +206,24 @@ void quant::unpack_k(const BlockQ3_K& b, UnpackedK& u) {
   }
 }
 
-void quant::unpack_k(const BlockQ4_K& b, UnpackedK& u) {
-  u.d = half_to_float(b.d);
-  u.dmin = half_to_float(b.dmin);
+namespace {
+
+// Q4_K and Q5_K share their super-block scales: 8 packed 6-bit (scale, min) pairs, each for 32 values.
+void unpack_k4_scales(uint16_t d, uint16_t dmin, const uint8_t* scales, UnpackedK& u) {
+  u.d = half_to_float(d);
+  u.dmin = half_to_float(dmin);
   for (int j = 0; j < 8; ++j) {
     int sc, m;
-    k4_scale_min(j, b.scales, sc, m);
+    k4_scale_min(j, scales, sc, m);
     u.scale[2 * j] = u.scale[2 * j + 1] = static_cast<int16_t>(sc);
     u.min[2 * j] = u.min[2 * j + 1] = static_cast<int16_t>(m);
   }
+}
+
+}  // namespace
+
+void quant::unpack_k(const BlockQ4_K& b, UnpackedK& u) {
+  unpack_k4_scales(b.d, b.dmin, b.scales, u);
   for (int e = 0; e < kQKK; ++e) {
     const uint8_t byte = b.qs[(e / 64) * 32 + e % 32];
     u.q[e] = static_cast<int8_t>((e % 64) < 32 ? (byte & 0xF) : (byte >> 4));
@@ -222,14 +231,7 @@ void quant::unpack_k(const BlockQ4_K& b, UnpackedK& u) {
 }
 
 void quant::unpack_k(const BlockQ5_K& b, UnpackedK& u) {
-  u.d = half_to_float(b.d);
-  u.dmin = half_to_float(b.dmin);
-  for (int j = 0; j < 8; ++j) {
-    int sc, m;
-    k4_scale_min(j, b.scales, sc, m);
-    u.scale[2 * j] = u.scale[2 * j + 1] = static_cast<int16_t>(sc);
-    u.min[2 * j] = u.min[2 * j + 1] = static_cast<int16_t>(m);
-  }
+  unpack_k4_scales(b.d, b.dmin, b.scales, u);
   for (int e = 0; e < kQKK; ++e) {
     const uint8_t byte = b.qs[(e / 64) * 32 + e % 32];
     const int low = (e % 64) < 32 ? (byte & 0xF) : (byte >> 4);

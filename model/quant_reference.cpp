@@ -142,15 +142,8 @@ void ref_q8_0(const float* x, BlockQ8_0* y, int64_t nb) {
 // Symmetric quants in [-nmax, nmax-1] with a scale fitted by weighted least squares (rmse_type 1:
 // weights x^2), trying 18 nearby scales. L receives the quants offset by nmax.
 float make_qx_quants(int n, int nmax, const float* x, int8_t* L) {
-  float max = 0.0f;
-  float amax = 0.0f;
-  for (int i = 0; i < n; ++i) {
-    const float ax = std::fabs(x[i]);
-    if (ax > amax) {
-      amax = ax;
-      max = x[i];
-    }
-  }
+  const float max = signed_absmax(x, n);
+  const float amax = std::fabs(max);
   if (amax < kGroupMaxEps) {
     std::fill(L, L + n, static_cast<int8_t>(0));
     return 0.0f;
@@ -191,15 +184,8 @@ float make_qx_quants(int n, int nmax, const float* x, int8_t* L) {
 // Q3_K's variant: start from the max-based scale, then greedily move single quants while the weighted
 // error improves. L receives the quants offset by nmax.
 float make_q3_quants(int n, int nmax, const float* x, int8_t* L) {
-  float max = 0.0f;
-  float amax = 0.0f;
-  for (int i = 0; i < n; ++i) {
-    const float ax = std::fabs(x[i]);
-    if (ax > amax) {
-      amax = ax;
-      max = x[i];
-    }
-  }
+  const float max = signed_absmax(x, n);
+  const float amax = std::fabs(max);
   if (amax < kGroupMaxEps) {
     std::fill(L, L + n, static_cast<int8_t>(0));
     return 0.0f;

@@ -47,6 +47,15 @@ class Emitter {
 
 constexpr uint16_t kWLN = kWhitespace | kLetter | kNumber;
 
+// The last alternatives of both pre-tokenizer regexes, for `nws` whitespace code points at pos: '\s+(?!\S)'
+// (the run minus its last one when something follows), else '\s+', else one code point on its own.
+// Returns where the piece ends.
+size_t whitespace_or_single(const Piece& p, size_t pos, size_t nws) {
+  if (nws > 1 && p.cpt(pos + nws) != kOutOfRange) return pos + nws - 1;
+  if (nws > 0) return pos + nws;
+  return pos + 1;
+}
+
 void split_gpt2(const Piece& p, std::vector<size_t>& out) {
   Emitter emit(out);
   for (size_t pos = 0; pos < p.n;) {
@@ -89,17 +98,8 @@ void split_gpt2(const Piece& p, std::vector<size_t>& out) {
     }
     size_t nws = 0;
     while (p.flags(pos + nws) & kWhitespace) ++nws;
-    if (nws > 1 && p.cpt(pos + nws) != kOutOfRange) {  // '\s+(?!\S)'
-      pos += nws - 1;
-      emit.to(pos);
-      continue;
-    }
-    if (nws > 0) {  // '\s+'
-      pos += nws;
-      emit.to(pos);
-      continue;
-    }
-    emit.to(++pos);
+    pos = whitespace_or_single(p, pos, nws);
+    emit.to(pos);
   }
 }
 
@@ -168,17 +168,8 @@ void split_llama3(const Piece& p, size_t max_digits, std::vector<size_t>& out) {
       emit.to(pos);
       continue;
     }
-    if (nws > 1 && p.cpt(pos + nws) != kOutOfRange) {  // '\s+(?!\S)'
-      pos += nws - 1;
-      emit.to(pos);
-      continue;
-    }
-    if (nws > 0) {  // '\s+'
-      pos += nws;
-      emit.to(pos);
-      continue;
-    }
-    emit.to(++pos);
+    pos = whitespace_or_single(p, pos, nws);
+    emit.to(pos);
   }
 }
 
