@@ -51,6 +51,7 @@ std::vector<Field> fields(Config& c) {
       {"decode.top_p", &c.decode.top_p},
       {"decode.seed", &c.decode.seed},
       {"decode.numerics", &c.decode.numerics},
+      {"decode.kv_type", &c.decode.kv_type},
       {"store.key_dtype", &c.store.key_dtype},
       {"store.compression_level", &c.store.compression_level},
       {"store.segment_tokens", &c.store.segment_tokens},
@@ -167,6 +168,7 @@ Result<void> Config::validate() const {
   if (!std::isfinite(decode.temperature) || decode.temperature < 0) return invalid("decode.temperature must be >= 0");
   if (!(decode.top_p > 0.0f && decode.top_p <= 1.0f)) return invalid("decode.top_p must be in (0, 1]");
   if (!one_of(decode.numerics, {"llama_cpp", "exact"})) return invalid("decode.numerics must be llama_cpp or exact");
+  if (!one_of(decode.kv_type, {"f16", "f32"})) return invalid("decode.kv_type must be f16 or f32");
   if (!one_of(store.key_dtype, {"f16", "bf16"})) return invalid("store.key_dtype must be f16 or bf16");
   if (store.compression_level < 1 || store.compression_level > 19) return invalid("store.compression_level must be in 1..19");
   if (store.segment_tokens < 64) return invalid("store.segment_tokens must be >= 64");

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <sstream>
 
 #include "engine/executor.h"
@@ -17,6 +18,7 @@
 #include "model/model_path.h"
 #include "retrieval/configure.h"
 #include "stages/decode.h"
+#include "stages/document_state.h"
 #include "stages/pool.h"
 #include "stages/prefill.h"
 #include "stages/read.h"
@@ -64,9 +66,11 @@ nlohmann::json ingest_settings(const Config& cfg, const stages::PrefillSettings&
           {"config_yaml", to_yaml(cfg)}};
 }
 
+// Names were checked by Config::validate().
 model::Numerics numerics_of(const std::string& name) {
-  return name == "exact" ? model::Numerics::exact : model::Numerics::llama_cpp;
+  return model::numerics_from_name(name).value_or(model::Numerics::llama_cpp);
 }
+model::KvType kv_type_of(const std::string& name) { return model::kv_type_from_name(name).value_or(model::KvType::f16); }
 
 // configs/models/<model file stem>.yaml written by `ilre calibrate`: {layer: N, ...}.
 std::optional<int32_t> calibrated_layer(const std::string& model_path) {
@@ -108,6 +112,25 @@ Result<void> run_with_progress(engine::RunHandle& run, const std::function<void(
       return *done;
     }
     if (tick) tick(run.metrics());
+  }
+}
+
+// A consistent view of a store that may be growing: its manifest and the state file that manifest names.
+// An append running in another thread or process replaces the state file after switching the manifest,
+// so the state of an older manifest can vanish between the two reads; then the newer manifest is read.
+// Segments are immutable once listed, so the keys of the snapshot stay readable.
+Result<std::pair<storage::StoreReader, std::vector<uint8_t>>> open_snapshot(const std::string& store_dir) {
+  constexpr int kAttempts = 8;
+  for (int attempt = 1;; ++attempt) {
+    auto reader = storage::StoreReader::open(store_dir);
+    if (!reader) {
+      if (reader.error().code == errc::io_failed && attempt < kAttempts && fs::exists(fs::path(store_dir) / "manifest.json")) continue;
+      return tl::unexpected(reader.error());
+    }
+    if (!reader->has_state()) return std::pair{std::move(*reader), std::vector<uint8_t>{}};
+    auto state = reader->state();
+    if (state) return std::pair{std::move(*reader), std::move(*state)};
+    if (state.error().code != errc::io_failed || attempt >= kAttempts) return tl::unexpected(state.error());
   }
 }
 
@@ -173,6 +196,29 @@ struct Engine::Impl {
     if (cfg.recall.budget > 0) return cfg.recall.budget;
     const int64_t ctx = model->hparams().n_ctx_train;
     return std::max<int64_t>(16, static_cast<int64_t>(0.75 * static_cast<double>(ctx)) - n_query - cfg.decode.max_tokens);
+  }
+
+  // What a new store records: the model, l_R, the key shape and the settings its state depends on.
+  storage::StoreMeta store_meta() const {
+    const auto& hp = model->hparams();
+    storage::StoreMeta meta;
+    meta.model_fingerprint = model->fingerprint();
+    meta.model_name = model->name();
+    meta.retrieval_layer = layer;
+    meta.n_kv_heads = static_cast<int32_t>(hp.n_head_kv);
+    meta.head_dim = static_cast<int32_t>(hp.head_dim_k);
+    meta.dtype = *storage::key_dtype_from_name(cfg.store.key_dtype);
+    meta.config = ingest_settings(cfg, prefill_settings(layer));
+    return meta;
+  }
+
+  // An empty store (a document stream before its first append).
+  Result<void> create_store(const std::string& store_dir) const {
+    storage::WriteOptions wo;
+    wo.zstd_level = cfg.store.compression_level;
+    auto w = storage::StoreWriter::create(store_dir, store_meta(), wo);
+    if (!w) return tl::unexpected(w.error());
+    return {};
   }
 
   Result<IngestReport> ingest(std::unique_ptr<stages::ByteSource> source, int64_t total_bytes,
@@ -253,6 +299,14 @@ Result<Store> Engine::open_store(const std::string& store_dir) const {
   s.segments = static_cast<int64_t>(reader->segments().size());
   for (const auto& seg : reader->segments()) s.stored_bytes += seg.stored_bytes;
   s.resumable = reader->state_info().has_value();
+  if (s.resumable) {
+    auto blob = reader->state();
+    if (!blob) return tl::unexpected(blob.error());
+    auto doc = stages::unpack_document_state(*blob);
+    if (!doc) return tl::unexpected(doc.error());
+    s.open = doc->tail.has_value();
+    s.pending_tokens = doc->tail ? static_cast<int64_t>(doc->tail->tokens.size()) : 0;
+  }
   s.created_at = reader->created_at();
   s.updated_at = reader->updated_at();
   return s;
@@ -262,6 +316,59 @@ Result<Answer> Engine::ask(const Store& store, const std::string& question, AskO
   return ask(store.dir, question, std::move(options));
 }
 
+struct DocumentStream::Impl {
+  std::shared_ptr<Engine> engine;  // keeps the engine (and so `core`) alive while the stream is
+  Engine::Impl* core = nullptr;
+  std::string dir;
+  std::mutex mutex;  // appends of one stream run one after another
+  bool closed = false;
+
+  Result<IngestReport> run(std::unique_ptr<stages::ByteSource> source, int64_t total, IngestOptions options, bool keep_open) {
+    std::lock_guard<std::mutex> lock(mutex);
+    options.append = true;
+    options.keep_open = keep_open;
+    auto report = core->ingest(std::move(source), total, dir, options);
+    if (report) closed = !keep_open;
+    return report;
+  }
+};
+
+DocumentStream::DocumentStream(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+DocumentStream::~DocumentStream() = default;
+const std::string& DocumentStream::dir() const { return impl_->dir; }
+
+bool DocumentStream::closed() const {
+  std::lock_guard<std::mutex> lock(impl_->mutex);
+  return impl_->closed;
+}
+
+Result<IngestReport> DocumentStream::append(std::string_view text, IngestOptions options) {
+  if (text.empty()) return make_error(errc::invalid_argument, "nothing to append: the text is empty");
+  return impl_->run(stages::memory_source(std::string(text)), static_cast<int64_t>(text.size()), std::move(options), true);
+}
+
+Result<IngestReport> DocumentStream::append(std::istream& text, IngestOptions options) {
+  return impl_->run(stages::stream_source(text, "<stream>"), -1, std::move(options), true);
+}
+
+Result<IngestReport> DocumentStream::close(IngestOptions options) {
+  return impl_->run(stages::memory_source(std::string()), 0, std::move(options), false);
+}
+
+Result<std::unique_ptr<DocumentStream>> Engine::open_stream(const std::string& store_dir) {
+  std::error_code ec;
+  if (!fs::exists(fs::path(store_dir) / "manifest.json", ec)) {
+    if (auto c = impl_->create_store(store_dir); !c) return tl::unexpected(c.error());
+  } else if (auto s = open_store(store_dir); !s) {
+    return tl::unexpected(s.error());
+  }
+  auto impl = std::make_unique<DocumentStream::Impl>();
+  impl->engine = shared_from_this();
+  impl->core = impl_.get();
+  impl->dir = store_dir;
+  return std::make_unique<DocumentStream>(std::move(impl));
+}
+
 Result<IngestReport> Engine::Impl::ingest(std::unique_ptr<stages::ByteSource> source, int64_t total_bytes,
                                           const std::string& store_dir, IngestOptions& options) {
   const auto t0 = Clock::now();
@@ -269,6 +376,7 @@ Result<IngestReport> Engine::Impl::ingest(std::unique_ptr<stages::ByteSource> so
   storage::WriteOptions wo;
   wo.zstd_level = cfg.store.compression_level;
   std::vector<uint8_t> state;
+  std::optional<stages::StreamTail> tail;
   int32_t at_layer = layer;
   std::optional<storage::StoreWriter> writer;
   bool created = false;
@@ -281,27 +389,26 @@ Result<IngestReport> Engine::Impl::ingest(std::unique_ptr<stages::ByteSource> so
                                                   ", the config asks for " + std::to_string(cfg.prefill.layer));
     }
     if (auto r = reader->check_model(model->fingerprint(), at_layer); !r) return tl::unexpected(r.error());
-    if (reader->n_tokens() > 0) {
-      if (!reader->has_state()) {
-        return make_error(errc::invalid_argument, "store '" + store_dir + "' has keys but no streaming state to continue from");
-      }
-      auto s = reader->state();
-      if (!s) return tl::unexpected(s.error());
-      state = std::move(*s);
-    }
+    // The writer lock first, then the state: another appender cannot move the store between the two.
     auto w = storage::StoreWriter::open_append(store_dir, model->fingerprint(), at_layer, wo);
     if (!w) return tl::unexpected(w.error());
     writer.emplace(std::move(*w));
+    reader = storage::StoreReader::open(store_dir);
+    if (!reader) return tl::unexpected(reader.error());
+    if (reader->n_tokens() > 0 && !reader->has_state()) {
+      return make_error(errc::invalid_argument, "store '" + store_dir + "' has keys but no streaming state to continue from");
+    }
+    // An open stream may have a state (its tail) before its first whole chunk of keys.
+    if (reader->has_state()) {
+      auto s = reader->state();
+      if (!s) return tl::unexpected(s.error());
+      auto doc = stages::unpack_document_state(*s);
+      if (!doc) return tl::unexpected(doc.error());
+      if (reader->n_tokens() > 0) state = std::move(doc->prefill);
+      tail = std::move(doc->tail);
+    }
   } else {
-    storage::StoreMeta meta;
-    meta.model_fingerprint = model->fingerprint();
-    meta.model_name = model->name();
-    meta.retrieval_layer = at_layer;
-    meta.n_kv_heads = static_cast<int32_t>(hp.n_head_kv);
-    meta.head_dim = static_cast<int32_t>(hp.head_dim_k);
-    meta.dtype = *storage::key_dtype_from_name(cfg.store.key_dtype);
-    meta.config = ingest_settings(cfg, prefill_settings(at_layer));
-    auto w = storage::StoreWriter::create(store_dir, std::move(meta), wo);
+    auto w = storage::StoreWriter::create(store_dir, store_meta(), wo);
     if (!w) return tl::unexpected(w.error());
     writer.emplace(std::move(*w));
     created = true;
@@ -313,7 +420,10 @@ Result<IngestReport> Engine::Impl::ingest(std::unique_ptr<stages::ByteSource> so
 
   engine::Pipeline p(run_name("ingest"), pipeline_options(options.cancel));
   auto read = p.emplace<stages::ReadStage>(std::move(source), cfg.pipeline.read_chunk_bytes);
-  auto tok = p.emplace<stages::TokenizeStage>(model->vocab_ptr(), settings.chunk, start_tokens, start_tokens == 0);
+  const bool resumes_open_stream = tail.has_value();
+  const bool starts_document = start_tokens == 0 && !resumes_open_stream;
+  auto tok = p.emplace<stages::TokenizeStage>(model->vocab_ptr(), settings.chunk, start_tokens, starts_document,
+                                              std::move(tail), options.keep_open);
   auto pre = p.emplace<stages::PrefillStage>(*model, *pool, settings, segment, std::move(state));
   auto spill = p.emplace<stages::SpillStage>(*writer, 2 * segment);
   p.connect(read, tok);
@@ -359,7 +469,8 @@ Result<IngestReport> Engine::Impl::ingest(std::unique_ptr<stages::ByteSource> so
     spdlog::warn("ingest stopped: store '{}' keeps {} tokens in complete segments", store_dir, writer->n_tokens());
     return tl::unexpected(result.error());
   }
-  if (rep.bytes_read == 0) {
+  // Closing an open stream reads nothing and is fine: it tokenises and stores the held-back tail.
+  if (rep.bytes_read == 0 && !resumes_open_stream) {
     writer.reset();
     if (created) fs::remove_all(store_dir);
     return make_error(errc::invalid_argument, "document is empty (0 bytes read)");
@@ -376,8 +487,9 @@ Result<Answer> Engine::Impl::ask(const std::string& store_dir, const std::string
   if (question.find_first_not_of(" \t\r\n") == std::string::npos) {
     return make_error(errc::invalid_argument, "the question is empty");
   }
-  auto reader = storage::StoreReader::open(store_dir);
-  if (!reader) return tl::unexpected(reader.error());
+  auto snapshot = open_snapshot(store_dir);
+  if (!snapshot) return tl::unexpected(snapshot.error());
+  std::optional<storage::StoreReader> reader(std::move(snapshot->first));
   const int32_t at_layer = reader->meta().retrieval_layer;
   if (cfg.prefill.layer >= 0 && cfg.prefill.layer != at_layer) {
     return make_error(errc::model_mismatch, "store '" + store_dir + "' was made at layer " + std::to_string(at_layer) +
@@ -385,8 +497,12 @@ Result<Answer> Engine::Impl::ask(const std::string& store_dir, const std::string
   }
   if (auto r = reader->check_model(model->fingerprint(), at_layer); !r) return tl::unexpected(r.error());
   if (reader->n_tokens() == 0) return make_error(errc::invalid_argument, "store '" + store_dir + "' holds no tokens");
-  auto state = reader->state();
-  if (!state) return tl::unexpected(state.error());
+  if (snapshot->second.empty()) {
+    return make_error(errc::invalid_argument, "store '" + store_dir + "' has no streaming state to encode the question with");
+  }
+  auto doc_state = stages::unpack_document_state(snapshot->second);
+  if (!doc_state) return tl::unexpected(doc_state.error());
+  const std::vector<uint8_t>* state = &doc_state->prefill;
 
   return catch_to_result([&]() -> Answer {
     const auto& hp = model->hparams();
@@ -437,7 +553,8 @@ Result<Answer> Engine::Impl::ask(const std::string& store_dir, const std::string
     auto recall = p.emplace<stages::RecallStage>(*reader, query, cfg.decode.positions == "original"
                                                                      ? stages::PromptPositions::original
                                                                      : stages::PromptPositions::contiguous);
-    auto decode = p.emplace<stages::DecodeStage>(*model, *pool, numerics_of(cfg.decode.numerics), settings.chunk,
+    auto decode = p.emplace<stages::DecodeStage>(*model, *pool, numerics_of(cfg.decode.numerics),
+                                                 kv_type_of(cfg.decode.kv_type), settings.chunk,
                                                  cfg.decode.max_tokens, sp, cfg.decode.stop_at_newline);
     auto sink = p.emplace<AnswerSink>(options.on_token, t0);
     p.connect(score, pool_stage);

@@ -115,13 +115,29 @@ nlohmann::json report_json(const IngestReport& r) {
           {"peak_rss_mb", r.peak_rss_mb}};
 }
 
-IngestReport run_ingest(Engine& engine, const std::string& doc, const std::string& store, bool append) {
+struct IngestArgs {
+  std::string doc;
+  std::string store;
+  bool append = false;
+  bool keep_open = false;
+  bool close = false;
+};
+
+IngestReport run_ingest(Engine& engine, const IngestArgs& args) {
   IngestOptions opt;
-  opt.append = append;
+  opt.append = args.append;
+  opt.keep_open = args.keep_open;
   ProgressBar bar;
   opt.on_progress = [&](const Progress& p) { bar.update(p); };
   InterruptGuard guard(opt.cancel);
-  auto r = engine.ingest_file(doc, store, opt);
+  Result<IngestReport> r = make_error(errc::internal, "no ingest ran");
+  if (args.close) {
+    auto stream = engine.open_stream(args.store);
+    if (!stream) throw Exception(stream.error());
+    r = (*stream)->close(opt);
+  } else {
+    r = engine.ingest_file(args.doc, args.store, opt);
+  }
   if (!r) throw Exception(r.error());
   return *r;
 }
@@ -129,17 +145,21 @@ IngestReport run_ingest(Engine& engine, const std::string& doc, const std::strin
 void register_ingest(CLI::App& app) {
   auto* cmd = app.add_subcommand("ingest", "Stream a document through the first l_R layers into a key store");
   auto a = std::make_shared<CommonArgs>();
-  auto doc = std::make_shared<std::string>();
-  auto store = std::make_shared<std::string>();
-  auto append = std::make_shared<bool>(false);
+  auto in = std::make_shared<IngestArgs>();
   add_common(cmd, *a);
-  cmd->add_option("--doc", *doc, "document file, or - for stdin")->required();
-  cmd->add_option("--store", *store, "store directory to create (or continue with --append)")->required();
-  cmd->add_flag("--append", *append, "add the text to an existing store (a document stream)");
+  auto* doc_opt = cmd->add_option("--doc", in->doc, "document file, or - for stdin");
+  cmd->add_option("--store", in->store, "store directory to create (or continue with --append)")->required();
+  cmd->add_flag("--append", in->append, "add the text to an existing store (a document stream)");
+  cmd->add_flag("--keep-open", in->keep_open,
+                "leave the document open: the next --append continues the same token stream, so parts split "
+                "anywhere give exactly the tokens of the whole text (finish with a last --append without it, or --close)");
+  auto* close_opt = cmd->add_flag("--close", in->close, "finish an open document (no --doc)");
+  close_opt->excludes(doc_opt);
   cmd->callback([=] {
+    if (!in->close && in->doc.empty()) throw CLI::RequiredError("--doc");
     const Config cfg = resolve_config(*a);
     auto engine = open_engine(cfg);
-    const IngestReport r = run_ingest(*engine, *doc, *store, *append);
+    const IngestReport r = run_ingest(*engine, *in);
     if (a->json) {
       std::cout << report_json(r).dump(2) << "\n";
     } else {
@@ -172,7 +192,7 @@ void register_ask(CLI::App& app) {
         fs::remove_all(dir);
         temporary = true;
       }
-      run_ingest(*engine, *doc, dir, false);
+      run_ingest(*engine, IngestArgs{.doc = *doc, .store = dir});
     }
     struct Cleanup {
       std::string dir;

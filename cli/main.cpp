@@ -5,6 +5,7 @@
 
 #include "commands.h"
 #include "ilre/error.h"
+#include "ilre/version.h"
 
 #if defined(__GLIBC__)
 #include <malloc.h>
@@ -32,7 +33,7 @@ int main(int argc, char** argv) {
   CLI::App app{"ilre — answers questions about very long documents with a local LLM (Intermediate Layer Retrieval)"};
   app.require_subcommand(1);
   app.fallthrough();  // --log-level may follow the sub-command
-  app.set_version_flag("--version", "ilre 0.1.0");
+  app.set_version_flag("--version", "ilre " ILRE_VERSION_STRING);
   std::string log_level = "warn";
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")->capture_default_str();
   app.parse_complete_callback([&] { spdlog::set_level(spdlog::level::from_str(log_level)); });

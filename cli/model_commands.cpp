@@ -26,8 +26,26 @@ struct ModelArgs {
 };
 
 void add_model_args(CLI::App* cmd, ModelArgs& a) {
-  cmd->add_option("-m,--model", a.model, "GGUF file or name (default: $ILRE_MODEL, then models/, ../shared/models/)");
+  cmd->add_option("-m,--model", a.model, "GGUF file or name (default: $ILRE_MODEL, then models/, tests/data/models/)");
   cmd->add_option("-t,--threads", a.threads, "compute threads (default: all cores)");
+}
+
+// How the forward pass rounds: the same two settings as the config's decode.numerics and decode.kv_type.
+struct NumericsArgs {
+  std::string numerics = "llama_cpp";
+  std::string kv_type = "f16";
+
+  model::Numerics mode() const { return *model::numerics_from_name(numerics); }
+  model::KvType cache() const { return *model::kv_type_from_name(kv_type); }
+};
+
+void add_numerics_args(CLI::App* cmd, NumericsArgs& a) {
+  cmd->add_option("--numerics", a.numerics, "llama_cpp (round as llama.cpp's CPU backend) or exact (F32, F32 cache)")
+      ->check(CLI::IsMember({"llama_cpp", "exact"}))
+      ->capture_default_str();
+  cmd->add_option("--kv-type", a.kv_type, "K/V cache type with llama_cpp numerics: f16 (llama.cpp's default) or f32")
+      ->check(CLI::IsMember({"f16", "f32"}))
+      ->capture_default_str();
 }
 
 std::shared_ptr<const model::Model> load(const ModelArgs& a) {
@@ -98,8 +116,11 @@ void register_tokenize(CLI::App& app) {
   cmd->add_flag("--no-bos", *no_bos, "do not add BOS/EOS even if the model's metadata asks for them");
   cmd->add_flag("--parse-special", *parse_special, "treat special-token text such as </s> as those tokens");
   cmd->callback([=] {
-    auto m = load(*a);
-    const auto ids = m->vocab().tokenize(*text, {.add_special = !*no_bos, .parse_special = *parse_special});
+    // Only the vocabulary is read, so vocabulary-only GGUF files (llama.cpp's ggml-vocab-*.gguf) work too.
+    const std::string path = model::resolve_model_path(a->model);
+    const auto file = model::GgufFile::open(path);
+    const auto vocab = model::Vocab::from_gguf(*file);
+    const auto ids = vocab->tokenize(*text, {.add_special = !*no_bos, .parse_special = *parse_special});
     std::cout << nlohmann::json(ids).dump() << "\n";
   });
 }
@@ -126,8 +147,10 @@ void register_generate(CLI::App& app) {
   auto p = std::make_shared<PromptArgs>();
   auto n = std::make_shared<int>(64);
   auto sp = std::make_shared<model::SamplerParams>();
+  auto num = std::make_shared<NumericsArgs>();
   sp->temperature = 0.8f;
   add_model_args(cmd, *a);
+  add_numerics_args(cmd, *num);
   cmd->add_option("-p,--prompt", p->prompt, "prompt text")->required();
   cmd->add_option("-n,--n-predict", *n, "maximum tokens to generate")->capture_default_str()->check(CLI::Range(0, 1 << 20));
   cmd->add_option("--temp", sp->temperature, "temperature; 0 = greedy")->capture_default_str();
@@ -140,7 +163,7 @@ void register_generate(CLI::App& app) {
     auto m = load(*a);
     model::ComputePool pool(a->threads);
     const auto tokens = prompt_tokens(*m, *p);
-    model::Session session(*m, pool);
+    model::Session session(*m, pool, 512, num->mode(), num->cache());
     Utf8Printer out;
     if (!p->chat) out.write(p->prompt);
     auto t0 = Clock::now();
@@ -170,22 +193,28 @@ void register_logits(CLI::App& app) {
   auto a = std::make_shared<ModelArgs>();
   auto prompt = std::make_shared<std::string>();
   auto last_only = std::make_shared<bool>(false);
+  auto num = std::make_shared<NumericsArgs>();
   add_model_args(cmd, *a);
+  add_numerics_args(cmd, *num);
   cmd->add_option("-p,--prompt", *prompt, "prompt text (BOS added as the model's metadata says)")->required();
   cmd->add_flag("--last", *last_only, "only the logits after the last token");
   cmd->callback([=] {
     auto m = load(*a);
     model::ComputePool pool(a->threads);
     const auto tokens = m->vocab().tokenize(*prompt, {.add_special = true, .parse_special = false});
-    model::Session session(*m, pool);
+    model::Session session(*m, pool, 512, num->mode(), num->cache());
     // Streams the JSON so a long prompt with a large vocabulary never holds all rows at once.
     std::cout << "{\"tokens\": " << nlohmann::json(tokens).dump() << ", \"logits\": [";
     bool first = true;
-    session.eval_each(tokens, [&](int64_t i, std::span<const float> row) {
-      if (*last_only && i + 1 != static_cast<int64_t>(tokens.size())) return;
-      std::cout << (first ? "" : ", ") << nlohmann::json(std::vector<float>(row.begin(), row.end())).dump();
-      first = false;
-    });
+    const auto last = static_cast<int64_t>(tokens.size()) - 1;
+    session.eval_each(
+        tokens,
+        [&](int64_t, std::span<const float> row) {
+          std::cout << (first ? "" : ", ") << nlohmann::json(std::vector<float>(row.begin(), row.end())).dump();
+          first = false;
+        },
+        // --last computes only the printed row: the output projection is the largest matrix of a small model.
+        [&](int64_t i) { return !*last_only || i == last; });
     std::cout << "]}\n";
   });
 }

@@ -33,8 +33,9 @@ double peak_rss_mb() {
   return static_cast<double>(u.ru_maxrss) / 1024.0;  // Linux reports KiB
 }
 
+// Names were checked by Config::validate().
 model::Numerics numerics_of(const std::string& name) {
-  return name == "exact" ? model::Numerics::exact : model::Numerics::llama_cpp;
+  return model::numerics_from_name(name).value_or(model::Numerics::llama_cpp);
 }
 
 // `ilre ask` scores the keys it reads back from the store, rounded to store.key_dtype; every method here
@@ -78,7 +79,8 @@ class SuiteRunner {
         // The same always-kept count `ilre ask` uses: recall.keep_first, else the (clamped) prefill sink.
         sink_(cfg.recall.keep_first >= 0 ? cfg.recall.keep_first : prefill_settings_.sink),
         rope_(model, pool, numerics_of(cfg.decode.numerics)),
-        session_(model, pool, prefill_settings_.chunk, numerics_of(cfg.decode.numerics)) {
+        session_(model, pool, prefill_settings_.chunk, numerics_of(cfg.decode.numerics),
+                 model::kv_type_from_name(cfg.decode.kv_type)) {
     for (const std::string& name : settings.methods) {
       methods_.push_back(make_method(name, cfg, model.hparams(), settings.method));
       needs_prefill_ = needs_prefill_ || methods_.back()->needs_prefill();

@@ -9,7 +9,9 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
+#include <string_view>
 #include <vector>
 
 #include "hparams.h"
@@ -17,6 +19,13 @@
 namespace ilre::model {
 
 enum class KvType { f16, f32 };
+
+// "f16" | "f32" (config decode.kv_type, CLI --kv-type); nullopt for anything else.
+inline std::optional<KvType> kv_type_from_name(std::string_view name) {
+  if (name == "f16") return KvType::f16;
+  if (name == "f32") return KvType::f32;
+  return std::nullopt;
+}
 
 class KvCache {
  public:

@@ -1,5 +1,6 @@
 #include "model_path.h"
 
+#include <dlfcn.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -12,31 +13,57 @@ namespace fs = std::filesystem;
 
 namespace ilre::model {
 
-// build/cli/ilre -> ../../ : so `./build/cli/ilre` finds models/ and configs/ from any directory.
+namespace {
+
+// The file this code was loaded from: libilre.so for an embedder, the program itself when linked statically.
+fs::path this_image() {
+  Dl_info info{};
+  if (dladdr(reinterpret_cast<const void*>(&search_roots), &info) != 0 && info.dli_fname != nullptr) {
+    std::error_code ec;
+    const fs::path p = fs::canonical(info.dli_fname, ec);
+    if (!ec) return p;
+  }
+  std::error_code ec;
+  return fs::read_symlink("/proc/self/exe", ec);
+}
+
+void add_root(std::vector<fs::path>& roots, const fs::path& p) {
+  std::error_code ec;
+  for (const fs::path& r : roots) {
+    if (fs::equivalent(r, p, ec)) return;
+  }
+  roots.push_back(p);
+}
+
+}  // namespace
+
+// build/cli/ilre -> ../../ : so `./build/cli/ilre` finds models/ and configs/ from any directory; an
+// installed bin/ilre or lib/libilre.so -> ../share/ilre (configs/ with the calibrated l_R, models/).
 std::vector<fs::path> search_roots() {
   std::vector<fs::path> roots{fs::current_path()};
   std::error_code ec;
-  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
-  if (!ec) {
-    for (fs::path p = exe.parent_path(); !p.empty() && p != p.root_path(); p = p.parent_path()) {
-      if (fs::exists(p / "CMakeLists.txt") && fs::exists(p / "model")) {
-        if (!fs::equivalent(p, roots.front(), ec)) roots.push_back(p);
-        break;
-      }
+  const fs::path image = this_image();
+  if (image.empty()) return roots;
+  for (fs::path p = image.parent_path(); !p.empty() && p != p.root_path(); p = p.parent_path()) {
+    if (fs::exists(p / "CMakeLists.txt", ec) && fs::exists(p / "model", ec)) {
+      add_root(roots, p);
+      break;
     }
   }
+  const fs::path installed = image.parent_path().parent_path() / "share" / "ilre";
+  if (fs::is_directory(installed, ec)) add_root(roots, installed);
   return roots;
 }
 
 namespace {
 
-// models/ and ../shared/models/ relative to the working directory, then relative to the project a binary
-// was built in.
+// models/ (fetched models) and tests/data/models/ (the tiny test models in the repository) relative to the
+// working directory, then relative to the project a binary was built in.
 std::vector<fs::path> model_folders() {
   const std::vector<fs::path> roots = search_roots();
   std::vector<fs::path> folders;
   for (const fs::path& r : roots) folders.push_back(r / "models");
-  for (const fs::path& r : roots) folders.push_back(r / ".." / "shared" / "models");
+  for (const fs::path& r : roots) folders.push_back(r / "tests" / "data" / "models");
   return folders;
 }
 

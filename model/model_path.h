@@ -1,4 +1,4 @@
-// Where a model file is found: --model, $ILRE_MODEL, models/, ../shared/models/ — the same order in the
+// Where a model file is found: --model, $ILRE_MODEL, models/, tests/data/models/ — the same order in the
 // CLI, the daemon and the library.
 #pragma once
 

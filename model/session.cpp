@@ -7,10 +7,11 @@
 
 namespace ilre::model {
 
-Session::Session(const Model& model, ComputePool& pool, int64_t batch, Numerics numerics)
+Session::Session(const Model& model, ComputePool& pool, int64_t batch, Numerics numerics, std::optional<KvType> kv_type)
     : model_(model),
       forward_(model, pool, numerics),
-      cache_(model.hparams(), model.hparams().n_layer, numerics == Numerics::exact ? KvType::f32 : KvType::f16),
+      cache_(model.hparams(), model.hparams().n_layer,
+             numerics == Numerics::exact ? KvType::f32 : kv_type.value_or(KvType::f16)),
       batch_(batch) {
   if (batch <= 0) throw Exception(errc::invalid_argument, "batch size must be positive");
 }
@@ -131,6 +132,9 @@ std::vector<TokenId> Session::generate(std::span<const TokenId> prompt, const Ge
     throw Exception(errc::invalid_argument, "generate: no prompt has been evaluated");
   }
   for (int32_t i = 0; i < options.max_tokens; ++i) {
+    // Every returned token fits the context (prompt + generated <= n_ctx), as llama.cpp's generation loop:
+    // a token that could not be fed back is not produced.
+    if (n_past_ >= hp.n_ctx_train) break;
     const TokenId next = sampler.sample(last_logits_);
     if (options.stop_at_eog && model_.vocab().is_eog(next)) break;
     generated.push_back(next);

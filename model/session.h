@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -26,8 +27,11 @@ struct GenerateOptions {
 class Session {
  public:
   // batch: prefill chunk size (tokens per forward call).
-  // Numerics::exact also stores the cache in F32 (llama.cpp's F16 cache rounding is part of its numerics).
-  Session(const Model& model, ComputePool& pool, int64_t batch = 512, Numerics numerics = Numerics::llama_cpp);
+  // kv_type: the K/V cache element type of llama_cpp numerics; unset = F16 (llama.cpp's default cache).
+  // llama_cpp numerics with an F32 cache is llama.cpp run with `--cache-type-k f32 --cache-type-v f32`.
+  // Numerics::exact always caches F32: the exact mode has no rounding anywhere.
+  Session(const Model& model, ComputePool& pool, int64_t batch = 512, Numerics numerics = Numerics::llama_cpp,
+          std::optional<KvType> kv_type = std::nullopt);
 
   // Feeds tokens at positions n_past().. and returns the logits F32 [n_vocab] after the last one.
   // With all_logits, out receives F32 [tokens.size(), n_vocab] instead.

@@ -175,6 +175,86 @@ std::vector<TokenId> StreamingTokenizer::finish() {
   return out;
 }
 
+StreamingTokenizer::Checkpoint StreamingTokenizer::checkpoint() const {
+  const Impl& s = *impl_;
+  if (s.finished) throw Exception(errc::invalid_argument, "StreamingTokenizer::checkpoint after finish");
+  return Checkpoint{s.incomplete, s.pending, s.started, s.prev_special, s.bytes_in, s.replaced, s.forced};
+}
+
+StreamingTokenizer StreamingTokenizer::resume(std::shared_ptr<const Vocab> vocab, TokenizeOptions options,
+                                              const Checkpoint& at, StreamingOptions stream_options) {
+  StreamingTokenizer t(std::move(vocab), options, stream_options);
+  Impl& s = *t.impl_;
+  s.incomplete = at.incomplete;
+  s.pending = at.pending;
+  s.started = at.started;
+  s.prev_special = at.prev_special;
+  s.bytes_in = at.bytes_in;
+  s.replaced = at.replaced;
+  s.forced = at.forced;
+  // scan_pos = 0: the next feed re-tests the held-back text for safe cuts, which only depend on the text.
+  return t;
+}
+
+namespace {
+
+void put_u64(std::vector<uint8_t>& out, uint64_t v) {
+  for (int i = 0; i < 8; ++i) out.push_back(static_cast<uint8_t>(v >> (8 * i)));
+}
+
+uint64_t take_u64(std::span<const uint8_t> in, size_t& at) {
+  if (in.size() - at < 8) throw Exception(errc::checksum_mismatch, "tokenizer checkpoint is truncated");
+  uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v |= static_cast<uint64_t>(in[at + static_cast<size_t>(i)]) << (8 * i);
+  at += 8;
+  return v;
+}
+
+void put_text(std::vector<uint8_t>& out, const std::string& s) {
+  put_u64(out, s.size());
+  out.insert(out.end(), s.begin(), s.end());
+}
+
+std::string take_text(std::span<const uint8_t> in, size_t& at) {
+  const uint64_t n = take_u64(in, at);
+  if (n > in.size() - at) throw Exception(errc::checksum_mismatch, "tokenizer checkpoint is truncated");
+  std::string s(reinterpret_cast<const char*>(in.data() + at), static_cast<size_t>(n));
+  at += static_cast<size_t>(n);
+  return s;
+}
+
+constexpr uint64_t kCheckpointMagic = 0x3154504b43544b49ull;  // "IKTCKPT1"
+
+}  // namespace
+
+std::vector<uint8_t> StreamingTokenizer::Checkpoint::to_bytes() const {
+  std::vector<uint8_t> out;
+  put_u64(out, kCheckpointMagic);
+  put_u64(out, (started ? 1u : 0u) | (prev_special ? 2u : 0u));
+  put_u64(out, bytes_in);
+  put_u64(out, replaced);
+  put_u64(out, forced);
+  put_text(out, incomplete);
+  put_text(out, pending);
+  return out;
+}
+
+StreamingTokenizer::Checkpoint StreamingTokenizer::Checkpoint::from_bytes(std::span<const uint8_t> bytes) {
+  size_t at = 0;
+  if (take_u64(bytes, at) != kCheckpointMagic) throw Exception(errc::checksum_mismatch, "not a tokenizer checkpoint");
+  Checkpoint c;
+  const uint64_t flags = take_u64(bytes, at);
+  c.started = (flags & 1u) != 0;
+  c.prev_special = (flags & 2u) != 0;
+  c.bytes_in = take_u64(bytes, at);
+  c.replaced = take_u64(bytes, at);
+  c.forced = take_u64(bytes, at);
+  c.incomplete = take_text(bytes, at);
+  c.pending = take_text(bytes, at);
+  if (c.incomplete.size() > 3 || at != bytes.size()) throw Exception(errc::checksum_mismatch, "malformed tokenizer checkpoint");
+  return c;
+}
+
 uint64_t StreamingTokenizer::bytes_in() const { return impl_->bytes_in; }
 uint64_t StreamingTokenizer::replaced_bytes() const { return impl_->replaced; }
 uint64_t StreamingTokenizer::forced_cuts() const { return impl_->forced; }

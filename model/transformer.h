@@ -6,7 +6,9 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <span>
+#include <string_view>
 #include <vector>
 
 #include "compute_pool.h"
@@ -20,6 +22,13 @@ namespace ilre::model {
 // format, GELU through its F16 table) so logits agree with llama.cpp. exact: F32 activations against
 // dequantised weights and the exact tanh GELU — slower, and the check on the maths itself.
 enum class Numerics { llama_cpp, exact };
+
+// "llama_cpp" | "exact" (config decode.numerics, CLI --numerics); nullopt for anything else.
+inline std::optional<Numerics> numerics_from_name(std::string_view name) {
+  if (name == "llama_cpp") return Numerics::llama_cpp;
+  if (name == "exact") return Numerics::exact;
+  return std::nullopt;
+}
 
 class Forward {
  public:

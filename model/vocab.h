@@ -98,6 +98,24 @@ class StreamingTokenizer {
   // End of the document: returns the remaining ids (and EOS if the model adds one).
   std::vector<TokenId> finish();
 
+  // Everything a stream needs to continue in another tokenizer (another append, another process): the text
+  // not yet tokenised and the one piece of state carried across cuts. resume() of a checkpoint and feeding
+  // the rest of the document gives the ids the uninterrupted stream would have given.
+  struct Checkpoint {
+    std::string incomplete;   // start of a UTF-8 sequence still waiting for its bytes (<= 3 bytes)
+    std::string pending;      // sanitized text held back for a safe cut
+    bool started = false;     // BOS already emitted
+    bool prev_special = true;
+    uint64_t bytes_in = 0, replaced = 0, forced = 0;
+
+    std::vector<uint8_t> to_bytes() const;
+    // Throws Exception(checksum_mismatch) on a malformed blob.
+    static Checkpoint from_bytes(std::span<const uint8_t> bytes);
+  };
+  Checkpoint checkpoint() const;
+  static StreamingTokenizer resume(std::shared_ptr<const Vocab> vocab, TokenizeOptions options, const Checkpoint& at,
+                                   StreamingOptions stream_options = {});
+
   uint64_t bytes_in() const;
   uint64_t replaced_bytes() const;  // invalid UTF-8 bytes replaced so far
   uint64_t forced_cuts() const;     // cuts made without a safe cut point (see StreamingOptions)

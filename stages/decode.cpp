@@ -9,10 +9,11 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 
 }  // namespace
 
-DecodeStage::DecodeStage(const model::Model& model, model::ComputePool& pool, model::Numerics numerics, int64_t batch,
-                         int32_t max_tokens, model::SamplerParams sampler, bool stop_at_newline)
+DecodeStage::DecodeStage(const model::Model& model, model::ComputePool& pool, model::Numerics numerics,
+                         model::KvType kv_type, int64_t batch, int32_t max_tokens, model::SamplerParams sampler,
+                         bool stop_at_newline)
     : model_(model),
-      session_(model, pool, batch, numerics),
+      session_(model, pool, batch, numerics, kv_type),
       sampler_(sampler),
       batch_(batch),
       max_tokens_(max_tokens),

@@ -40,8 +40,8 @@ class DecodeStage {
   using Out = AnswerPiece;
   static constexpr std::string_view kName = "decode";
 
-  DecodeStage(const model::Model& model, model::ComputePool& pool, model::Numerics numerics, int64_t batch,
-              int32_t max_tokens, model::SamplerParams sampler, bool stop_at_newline = false);
+  DecodeStage(const model::Model& model, model::ComputePool& pool, model::Numerics numerics, model::KvType kv_type,
+              int64_t batch, int32_t max_tokens, model::SamplerParams sampler, bool stop_at_newline = false);
   Result<void> start(engine::StageContext& ctx);
   Result<void> process(Prompt&& in, engine::Emitter<AnswerPiece>& out);
   Result<bool> produce(engine::Emitter<AnswerPiece>& out);

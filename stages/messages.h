@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "model/vocab.h"
+#include "stages/document_state.h"
 
 namespace ilre::stages {
 
@@ -27,6 +28,9 @@ struct TokenChunk {
   int64_t seq = 0;
   int64_t first_pos = 0;               // document position of tokens[0]
   std::vector<model::TokenId> tokens;  // [n]
+  // Set on the last message of an append that leaves the document open (tokens then empty): what the
+  // store keeps so the next append continues the same token stream.
+  std::optional<StreamTail> tail;
   TokenChunk() = default;
   TokenChunk(TokenChunk&&) noexcept = default;
   TokenChunk& operator=(TokenChunk&&) noexcept = default;

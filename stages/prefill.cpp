@@ -25,13 +25,21 @@ Result<void> PrefillStage::process(TokenChunk&& in, engine::Emitter<KeyBlock>& o
     return make_error(errc::internal, "prefill expected position " + std::to_string(prefill_.next_position()) +
                                           ", got a chunk at " + std::to_string(in.first_pos));
   }
+  if (in.tail) {
+    // The tokenizer's last message: nothing to run, the tail is stored with the final state.
+    tail_ = std::move(in.tail);
+    return {};
+  }
   KeyBlock block;
   block.seq = in.seq;
   block.first_pos = in.first_pos;
   prefill_.run(in.tokens, block.keys);
   const int64_t end = prefill_.next_position();
   // A segment boundary was crossed: the store will persist this state with the segment that ends here.
-  if (state_every_ > 0 && end / state_every_ != in.first_pos / state_every_) block.final_state = prefill_.save_state();
+  // It has no tail: a stream interrupted mid-append continues from there with a new tokenizer.
+  if (state_every_ > 0 && end / state_every_ != in.first_pos / state_every_) {
+    block.final_state = pack_document_state({prefill_.save_state(), std::nullopt});
+  }
   block.tokens = std::move(in.tokens);
   if (ctx_) {
     ctx_->add_items_in(block.tokens.size());
@@ -45,7 +53,7 @@ Result<void> PrefillStage::finish(engine::Emitter<KeyBlock>& out) {
   KeyBlock last;
   last.first_pos = prefill_.next_position();
   last.seq = -1;
-  last.final_state = prefill_.save_state();
+  last.final_state = pack_document_state({prefill_.save_state(), std::move(tail_)});
   out.emit(std::move(last));
   return {};
 }

@@ -1,8 +1,10 @@
 // prefill — token chunks -> layer-l_R keys, streaming through layers 0..l_R-1 with sink + window caches.
-// Every `state_every` tokens (a segment boundary) and at the end it attaches the streaming state, so the
-// store can persist a resumable state with each complete segment.
+// Every `state_every` tokens (a segment boundary) and at the end it attaches the document state
+// (stages/document_state.h: the streaming caches, plus at the end the open stream's tail), so the store
+// can persist a resumable state with each complete segment.
 #pragma once
 
+#include <optional>
 #include <string_view>
 
 #include "engine/stage.h"
@@ -29,6 +31,7 @@ class PrefillStage {
  private:
   StreamingPrefill prefill_;
   int64_t state_every_;
+  std::optional<StreamTail> tail_;  // from the tokenizer's last message when the document stays open
   engine::StageContext* ctx_ = nullptr;
 };
 

@@ -4,6 +4,7 @@
 
 #include <deque>
 #include <memory>
+#include <optional>
 #include <string_view>
 
 #include "engine/stage.h"
@@ -20,7 +21,11 @@ class TokenizeStage {
 
   // first_pos: document position of the first token (non-zero when appending to a store).
   // add_bos: whether this stream starts a document (BOS as the model's metadata says).
-  TokenizeStage(std::shared_ptr<const model::Vocab> vocab, int64_t chunk_tokens, int64_t first_pos, bool add_bos);
+  // resume: the tail an earlier append left (its held-back text and tokens continue this stream).
+  // keep_open: at the end of the input, keep the tail for a later append instead of finishing the document:
+  //   only whole chunks go to the prefill, and the last message carries the tail.
+  TokenizeStage(std::shared_ptr<const model::Vocab> vocab, int64_t chunk_tokens, int64_t first_pos, bool add_bos,
+                std::optional<StreamTail> resume = std::nullopt, bool keep_open = false);
   Result<void> start(engine::StageContext& ctx);
   Result<void> process(DocBytes&& in, engine::Emitter<TokenChunk>& out);
   Result<bool> produce(engine::Emitter<TokenChunk>& out);
@@ -39,6 +44,8 @@ class TokenizeStage {
   int64_t next_pos_;
   int64_t seq_ = 0;
   bool ended_ = false;
+  bool keep_open_ = false;
+  bool tail_sent_ = false;
   std::deque<model::TokenId> buffer_;  // at most one chunk plus one input's worth of tokens
   engine::StageContext* ctx_ = nullptr;
 };

@@ -9,11 +9,12 @@
 #include <vector>
 
 #include "ilre/error.h"
+#include "ilre/export.h"
 
 namespace ilre {
 
 struct ModelConfig {
-  std::string path;           // empty: --model / $ILRE_MODEL / models/ / ../shared/models/ lookup
+  std::string path;           // empty: --model / $ILRE_MODEL / models/ / tests/data/models/ lookup
   int32_t threads = 0;        // compute threads; 0 = all cores
 };
 
@@ -69,6 +70,9 @@ struct DecodeConfig {
   float top_p = 0.95f;
   uint64_t seed = 0;
   std::string numerics = "llama_cpp";    // llama_cpp | exact
+  // K/V cache of the final pass: f16 as llama.cpp's default; f32 removes the cache's rounding (with
+  // llama_cpp numerics it is llama.cpp's --cache-type-k/v f32). exact numerics always use f32.
+  std::string kv_type = "f16";           // f16 | f32
 };
 
 struct StoreConfig {
@@ -84,7 +88,8 @@ struct PipelineConfig {
   int64_t memory_budget_mb = 1024;       // bytes in flight across pipelines
 };
 
-struct Config {
+// Thread-safety: a plain value; the functions below are reentrant.
+struct ILRE_API Config {
   ModelConfig model;
   PrefillConfig prefill;
   ScoringConfig scoring;
@@ -100,14 +105,14 @@ struct Config {
 };
 
 // YAML text -> Config (unknown keys are errors, naming them); missing keys keep their defaults.
-Result<Config> parse_config(const std::string& yaml_text, const std::string& origin = "<config>");
-Result<Config> load_config(const std::string& path);
+ILRE_API Result<Config> parse_config(const std::string& yaml_text, const std::string& origin = "<config>");
+ILRE_API Result<Config> load_config(const std::string& path);
 // Applies an "a.b=value" override (CLI --set, ILRE_* variables) to cfg. Coupled keys (pooling.kernels and
 // pooling.shares) may be set one at a time, so call validate() once all overrides are applied.
-Result<void> apply_override(Config& cfg, const std::string& assignment);
+ILRE_API Result<void> apply_override(Config& cfg, const std::string& assignment);
 // ILRE_RECALL_BUDGET=4096 -> "recall.budget=4096" for every ILRE_<SECTION>_<KEY> variable set.
-Result<void> apply_environment(Config& cfg);
+ILRE_API Result<void> apply_environment(Config& cfg);
 // The resolved configuration as YAML (written beside every run's results).
-std::string to_yaml(const Config& cfg);
+ILRE_API std::string to_yaml(const Config& cfg);
 
 }  // namespace ilre

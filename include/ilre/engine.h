@@ -8,6 +8,18 @@
 // Ingest streams the document through the pipeline read -> tokenize -> prefill -> spill in constant memory;
 // ask runs score -> pool -> recall -> decode over the stored keys and never re-runs the prefill. No exception
 // crosses this API: every call returns a Result with an ilre::errc.
+//
+// A document stream (open_stream) grows by appends while other threads ask about it:
+//   auto doc = (*engine)->open_stream("stores/log");           // Result<std::unique_ptr<DocumentStream>>
+//   (*doc)->append("first part, cut mid-wo");  (*doc)->append("rd and more");
+//   (*engine)->ask("stores/log", "...", {});                    // sees every completed append
+//   (*doc)->close();                                             // the document is complete
+// The parts give exactly the tokens (and keys) of the whole text ingested at once.
+//
+// Thread-safety: Engine is safe to use from any number of threads at once (ingests and asks run as
+// separate pipelines on one shared executor, compute pool and memory budget). CancelHandle is safe from
+// any thread. DocumentStream serialises its own calls. Progress, Store, IngestReport and Answer are plain
+// values. Callbacks (on_progress, on_token) run on an engine thread, one call at a time per operation.
 #pragma once
 
 #include <cstdint>
@@ -22,6 +34,8 @@
 
 #include "ilre/config.h"
 #include "ilre/error.h"
+#include "ilre/export.h"
+#include "ilre/version.h"
 
 namespace ilre {
 
@@ -36,7 +50,7 @@ struct Progress {
 using ProgressFn = std::function<void(const Progress&)>;
 
 // Stops a running ingest or ask from any thread (Ctrl-C, a client that went away, a deadline).
-class CancelHandle {
+class ILRE_API CancelHandle {
  public:
   CancelHandle();
   void cancel(std::string reason = "cancelled") const;
@@ -50,6 +64,10 @@ class CancelHandle {
 
 struct IngestOptions {
   bool append = false;          // continue an existing store (a document stream) instead of creating one
+  // Leave the document open at the end: the tokenizer's held-back text and the tokens short of a whole
+  // prefill chunk are kept in the store, so the next append continues the same token stream exactly.
+  // false (default): the document is finished at the end of this call (the CLI's ingest without --keep-open).
+  bool keep_open = false;
   ProgressFn on_progress;       // called a few times a second
   CancelHandle cancel;
 };
@@ -100,12 +118,16 @@ struct Store {
   int64_t segments = 0;
   uint64_t stored_bytes = 0;    // keys + tokens on disk, compressed
   bool resumable = false;       // holds the streaming state, so --append can continue it
+  bool open = false;            // an open document stream: a tail waits for the next append or close
+  int64_t pending_tokens = 0;   // tokens of that tail (not yet in the keys; asks see the keys only)
   std::string created_at, updated_at;  // ISO 8601 UTC
 };
 
-class Engine {
+class DocumentStream;
+
+class ILRE_API Engine : public std::enable_shared_from_this<Engine> {
  public:
-  // Validates the config, loads the model (lookup: config path, $ILRE_MODEL, models/, ../shared/models/),
+  // Validates the config, loads the model (lookup: config path, $ILRE_MODEL, models/, tests/data/models/),
   // starts the thread pools.
   static Result<std::shared_ptr<Engine>> open(Config config);
   ~Engine();
@@ -124,8 +146,14 @@ class Engine {
   Result<IngestReport> ingest(std::istream& document, const std::string& store_dir, IngestOptions options);
   // Opens a store's manifest (no keys are read) and checks it was made with this engine's model.
   Result<Store> open_store(const std::string& store_dir) const;
+  // Asks over the snapshot of the store at the moment of the call (an append running meanwhile is not
+  // seen; its completed predecessors are).
   Result<Answer> ask(const std::string& store_dir, const std::string& question, AskOptions options);
   Result<Answer> ask(const Store& store, const std::string& question, AskOptions options);
+
+  // Opens a document stream on store_dir, creating an empty store if there is none; an existing store
+  // must come from this model. Several streams on one store at once are refused (the writer lock).
+  Result<std::unique_ptr<DocumentStream>> open_stream(const std::string& store_dir);
 
   struct Impl;
 
@@ -134,7 +162,33 @@ class Engine {
   std::unique_ptr<Impl> impl_;
 };
 
+// A growing document: text appended in parts of any size and split anywhere is one document. Each append
+// returns once its text is durable in the store (the keys of its whole chunks, and the tail). Destroying an
+// open stream keeps the document open in the store (open_stream continues it, in this or another process).
+// Thread-safety: append and close may be called from any thread; they are serialised internally. Asks
+// on the store from other threads see the state after the last completed append.
+class ILRE_API DocumentStream {
+ public:
+  ~DocumentStream();
+  DocumentStream(const DocumentStream&) = delete;
+  DocumentStream& operator=(const DocumentStream&) = delete;
+
+  const std::string& dir() const;
+  Result<IngestReport> append(std::string_view text, IngestOptions options = {});
+  Result<IngestReport> append(std::istream& text, IngestOptions options = {});
+  // Finishes the document: the held-back tail is tokenised (EOS if the model adds one) and prefilled.
+  // Appending after close continues the document with a fresh tokenizer (as the CLI's --append).
+  Result<IngestReport> close(IngestOptions options = {});
+  bool closed() const;
+
+  struct Impl;
+  explicit DocumentStream(std::unique_ptr<Impl> impl);
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
 // Peak resident set size of this process in MiB (VmHWM).
-double peak_rss_mb();
+ILRE_API double peak_rss_mb();
 
 }  // namespace ilre

@@ -3,6 +3,7 @@
 // Inside a library (model loading, kernels) errors are thrown as ilre::Exception because deep call chains
 // would otherwise thread a result through every helper. At every public-API, stage and actor boundary the
 // exception is caught and turned into a Result<T> so no exception crosses those boundaries.
+// Thread-safety: Error and Result are plain values; errc_name is reentrant.
 #pragma once
 
 #include <exception>
@@ -11,6 +12,8 @@
 #include <utility>
 
 #include <tl/expected.hpp>
+
+#include "ilre/export.h"
 
 namespace ilre {
 
@@ -31,9 +34,9 @@ enum class errc {
   internal,           // a broken invariant inside ilre: always a bug
 };
 
-std::string_view errc_name(errc code) noexcept;
+ILRE_API std::string_view errc_name(errc code) noexcept;
 
-struct Error {
+struct ILRE_API Error {
   errc code = errc::internal;
   std::string message;
 
@@ -48,7 +51,7 @@ inline tl::unexpected<Error> make_error(errc code, std::string message) {
   return tl::unexpected<Error>(Error{code, std::move(message)});
 }
 
-class Exception : public std::exception {
+class ILRE_API Exception : public std::exception {
  public:
   explicit Exception(Error error);
   Exception(errc code, std::string message) : Exception(Error{code, std::move(message)}) {}

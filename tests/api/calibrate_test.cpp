@@ -25,7 +25,7 @@ TEST(ChooseLayer, DeficitWithinToleranceIsATie) {
 TEST(ChooseLayer, NoLayers) { EXPECT_EQ(choose_layer({}, 0.02), -1); }
 
 TEST(Calibrate, Stories260KTableAndConfigAgree) {
-  const auto m = model::Model::load(test::shared_model("stories260K-f32.gguf"));
+  const auto m = model::Model::load(test::data_model("stories260K-f32.gguf"));
   model::ComputePool pool(2);
   Config cfg;
   CalibrationSettings s;

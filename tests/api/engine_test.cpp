@@ -29,7 +29,7 @@ std::string story(int sentences) {
 
 Config stories_config() {
   Config c;
-  c.model.path = test::shared_model("stories260K-f32.gguf");
+  c.model.path = test::data_model("stories260K-f32.gguf");
   c.model.threads = 2;
   c.prefill.layer = 2;
   c.prefill.chunk = 64;
@@ -146,7 +146,7 @@ TEST(EngineEndToEnd, StreamIngestMatchesTextIngestAndOpensAsAStore) {
   EXPECT_EQ(a->context_tokens, store->tokens);
 
   Config other = stories_config();
-  other.model.path = test::shared_model("stories260K-f16.gguf");
+  other.model.path = test::data_model("stories260K-f16.gguf");
   auto e16 = open(other);
   ASSERT_TRUE(e16);
   auto refused = e16->open_store(base + "/s");

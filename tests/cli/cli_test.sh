@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # End-to-end checks of the ilre command line on stories260K: output formats, exit codes, error messages.
-# Usage: cli_test.sh <path to ilre> <shared dir>
+# Usage: cli_test.sh <path to ilre> <tests/data dir>
 set -u
 ilre="$1"
-shared="$2"
-model="$shared/models/stories260K-f32.gguf"
+data="$2"
+model="$data/models/stories260K-f32.gguf"
 failures=0
 check() {  # check <name> <expected regex> <command...>
   local name="$1" want="$2"
@@ -47,6 +47,37 @@ check_rc "missing model exits 1" 1 "$ilre" tokenize --model no-such-model --text
 check "not a GGUF file" "bad_gguf: .*not a GGUF file" "$ilre" tokenize --model "$0" --text hi
 check_rc "missing --text is a usage error" 106 "$ilre" tokenize --model "$model"
 check "help lists sub-commands" 'tokenize' "$ilre" --help
+check "--version names the version" '^ilre [0-9]+\.[0-9]+\.[0-9]+' "$ilre" --version
+# Vocabulary-only GGUF files (llama.cpp's ggml-vocab-*.gguf): tokenize reads only the vocabulary. Expected
+# ids are the first case of llama.cpp's own vectors ("ied 4 ½ months").
+check "tokenize a vocabulary-only BPE file" '^\[798,604,25208,1933\]$' \
+  "$ilre" tokenize --model "$data/tokenizer/ggml-vocab-gpt-2.gguf" --text "ied 4 ½ months" --no-bos
+check "tokenize a vocabulary-only SPM file" '^\[474,287,29871,29946,29871,30226,7378\]$' \
+  "$ilre" tokenize --model "$data/tokenizer/ggml-vocab-llama-spm.gguf" --text "ied 4 ½ months" --no-bos
+check "generate on a vocabulary-only file is a clear error" 'token_embd.weight' \
+  "$ilre" generate --model "$data/tokenizer/ggml-vocab-llama-spm.gguf" -p hi -n 1
+check "logits --kv-type f32" '^\{"tokens": \[1,403\], "logits": \[\[-?[0-9]' "$ilre" logits --model "$model" -p "Once" --kv-type f32
+check "logits --numerics exact" '^\{"tokens": \[1,403\], "logits": \[\[-?[0-9]' "$ilre" logits --model "$model" -p "Once" --numerics exact
+check "an unknown --kv-type is a usage error" 'kv-type' "$ilre" logits --model "$model" -p "Once" --kv-type q8
+check "greedy generate with an F32 cache" 'there was a little girl named Lily' "$ilre" generate --model "$model" -p "Once upon a time" -n 16 --temp 0 --kv-type f32
+
+# A document appended in parts with --keep-open is the whole document: same token count as one ingest.
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+for i in $(seq 1 40); do printf 'Lily went to the park with her mom — the sun was warm. Tom had a red ball. '; done > "$work/doc.txt"
+head -c 1001 "$work/doc.txt" > "$work/a.txt"   # cuts inside a word
+tail -c +1002 "$work/doc.txt" | head -c 997 > "$work/b.txt"
+tail -c +1999 "$work/doc.txt" > "$work/c.txt"
+settings=(--model "$model" --set prefill.layer=2 --set prefill.chunk=64 --set prefill.window=128 --set prefill.sink=8)
+whole=$("$ilre" ingest "${settings[@]}" --doc "$work/doc.txt" --store "$work/whole" --json 2>/dev/null | grep -o '"total_tokens": [0-9]*')
+"$ilre" ingest "${settings[@]}" --doc "$work/a.txt" --store "$work/parts" --keep-open > /dev/null 2>&1
+"$ilre" ingest "${settings[@]}" --doc "$work/b.txt" --store "$work/parts" --append --keep-open > /dev/null 2>&1
+parts=$("$ilre" ingest "${settings[@]}" --doc "$work/c.txt" --store "$work/parts" --append --json 2>/dev/null | grep -o '"total_tokens": [0-9]*')
+if [ -n "$whole" ] && [ "$whole" = "$parts" ]; then echo "ok   parts appended with --keep-open give the whole document's tokens ($whole)"; else
+  echo "FAIL parts appended with --keep-open: '$parts' vs whole '$whole'"; failures=$((failures + 1)); fi
+"$ilre" ingest "${settings[@]}" --doc "$work/a.txt" --store "$work/open" --keep-open > /dev/null 2>&1
+check "--close finishes an open document" '"total_tokens": [0-9]+' "$ilre" ingest "${settings[@]}" --store "$work/open" --close --json
+check "--close and --doc exclude each other" 'excludes' "$ilre" ingest "${settings[@]}" --store "$work/open" --close --doc "$work/a.txt"
 
 if [ "$failures" -ne 0 ]; then
   echo "$failures check(s) failed"

@@ -145,7 +145,7 @@ void check_files(const QuickRun& q) {
 TEST(EvalQuick, Stories260KEndToEnd) {
   QuickRun q;
   const EvalConfig ec = load_eval_config(std::string(ILRE_SOURCE_DIR) + "/configs/eval-quick.yaml");
-  const std::string path = test::shared_model("stories260K-f32.gguf");
+  const std::string path = test::data_model("stories260K-f32.gguf");
   q.entry = entry_for_model(ec, path);
   auto cfg = parse_config(q.entry.ilre_yaml, "eval-quick ilre");
   ASSERT_TRUE(cfg) << cfg.error().what();

@@ -14,7 +14,7 @@ namespace {
 
 class Suite : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() { model_ = model::Model::load(test::shared_model("stories260K-f32.gguf")); }
+  static void SetUpTestSuite() { model_ = model::Model::load(test::data_model("stories260K-f32.gguf")); }
   static void TearDownTestSuite() { model_.reset(); }
   const model::Vocab& vocab() const { return model_->vocab(); }
   // The text of document tokens [start, end).

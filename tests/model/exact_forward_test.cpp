@@ -53,7 +53,7 @@ void check_against_float64(const std::string& model_path, const std::string& ref
 }
 
 TEST(ExactForward, Stories260KMatchesFloat64) {
-  check_against_float64(test::shared_model("stories260K-f32.gguf"), "stories260K-exact.json", 1e-4, 1 << 20);
+  check_against_float64(test::data_model("stories260K-f32.gguf"), "stories260K-exact.json", 1e-4, 1 << 20);
 }
 
 TEST(ExactForward, Gemma3MatchesFloat64) {

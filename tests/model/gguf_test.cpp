@@ -10,7 +10,7 @@ namespace ilre::model {
 namespace {
 
 TEST(Gguf, ReadsStories260K) {
-  auto f = GgufFile::open(test::shared_model("stories260K-f32.gguf"));
+  auto f = GgufFile::open(test::data_model("stories260K-f32.gguf"));
   EXPECT_EQ(f->version(), 3u);
   EXPECT_EQ(f->require_string("general.architecture"), "llama");
   EXPECT_EQ(f->require_int("llama.block_count"), 5);

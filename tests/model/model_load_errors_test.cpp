@@ -36,7 +36,7 @@ struct VocabSource {
 
 const VocabSource& vocab_source() {
   static const VocabSource src = [] {
-    auto f = GgufFile::open(test::shared_model("stories260K-f32.gguf"));
+    auto f = GgufFile::open(test::data_model("stories260K-f32.gguf"));
     VocabSource v;
     v.model = f->require_string("tokenizer.ggml.model");
     v.tokens = *f->get_string_array("tokenizer.ggml.tokens");

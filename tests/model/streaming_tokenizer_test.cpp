@@ -46,7 +46,7 @@ std::string document() {
   static const std::string doc = [] {
     std::vector<std::string> parts;
     for (const char* v : {"llama-spm", "gpt-2", "llama-bpe"}) {
-      const std::string raw = read_file(test::shared_dir() + "/golden/tokenizer/ggml-vocab-" + v + ".gguf.inp");
+      const std::string raw = read_file(test::data_dir() + "/tokenizer/ggml-vocab-" + v + ".gguf.inp");
       size_t pos = 0;
       const std::string sep = "\n__ggml_vocab_test__\n";
       while (pos < raw.size()) {
@@ -171,15 +171,15 @@ std::shared_ptr<const Vocab> load_vocab(const std::string& path) {
 }
 
 TEST(StreamingTokenizer, Stories260KEquivalence) {
-  check_equivalence(load_vocab(test::shared_model("stories260K-f32.gguf")), "stories260K");
+  check_equivalence(load_vocab(test::data_model("stories260K-f32.gguf")), "stories260K");
 }
 
 TEST(StreamingTokenizer, LlamaSpmEquivalence) {
-  check_equivalence(load_vocab(test::shared_dir() + "/golden/tokenizer/ggml-vocab-llama-spm.gguf"), "llama-spm");
+  check_equivalence(load_vocab(test::data_dir() + "/tokenizer/ggml-vocab-llama-spm.gguf"), "llama-spm");
 }
 
 TEST(StreamingTokenizer, Gpt2Equivalence) {
-  check_equivalence(load_vocab(test::shared_dir() + "/golden/tokenizer/ggml-vocab-gpt-2.gguf"), "gpt-2");
+  check_equivalence(load_vocab(test::data_dir() + "/tokenizer/ggml-vocab-gpt-2.gguf"), "gpt-2");
 }
 
 TEST(StreamingTokenizer, Gemma3Equivalence) {
@@ -240,9 +240,9 @@ void fuzz_short_documents(const std::shared_ptr<const Vocab>& vocab, const std::
 }
 
 TEST(StreamingTokenizer, ShortDocumentsFuzz) {
-  fuzz_short_documents(load_vocab(test::shared_model("stories260K-f32.gguf")), "stories", 1);
-  fuzz_short_documents(load_vocab(test::shared_dir() + "/golden/tokenizer/ggml-vocab-llama-spm.gguf"), "llama-spm", 2);
-  fuzz_short_documents(load_vocab(test::shared_dir() + "/golden/tokenizer/ggml-vocab-gpt-2.gguf"), "gpt-2", 3);
+  fuzz_short_documents(load_vocab(test::data_model("stories260K-f32.gguf")), "stories", 1);
+  fuzz_short_documents(load_vocab(test::data_dir() + "/tokenizer/ggml-vocab-llama-spm.gguf"), "llama-spm", 2);
+  fuzz_short_documents(load_vocab(test::data_dir() + "/tokenizer/ggml-vocab-gpt-2.gguf"), "gpt-2", 3);
   if (const auto gemma = test::gemma_model()) fuzz_short_documents(load_vocab(*gemma), "gemma3", 4);
   const std::string llama_bpe = "/opt/llama-vocab/ggml-vocab-llama-bpe.gguf";
   if (fs::exists(llama_bpe)) fuzz_short_documents(load_vocab(llama_bpe), "llama-bpe", 5);
@@ -276,8 +276,8 @@ TEST(StreamingTokenizer, InvalidUtf8IsReplacedConsistently) {
   ASSERT_GT(replaced, 300u);
   for (const char* v : {"stories", "gpt-2"}) {
     auto vocab = std::string(v) == "stories"
-                     ? load_vocab(test::shared_model("stories260K-f32.gguf"))
-                     : load_vocab(test::shared_dir() + "/golden/tokenizer/ggml-vocab-gpt-2.gguf");
+                     ? load_vocab(test::data_model("stories260K-f32.gguf"))
+                     : load_vocab(test::data_dir() + "/tokenizer/ggml-vocab-gpt-2.gguf");
     for (Chunking c : {Chunking::mixed, Chunking::small}) {
       const auto r = stream(vocab, doc, {true, false}, c, 11);
       EXPECT_EQ(r.replaced, replaced) << v;
@@ -286,7 +286,7 @@ TEST(StreamingTokenizer, InvalidUtf8IsReplacedConsistently) {
     }
   }
   // A sequence cut off at the very end of the document.
-  auto vocab = load_vocab(test::shared_model("stories260K-f32.gguf"));
+  auto vocab = load_vocab(test::data_model("stories260K-f32.gguf"));
   StreamingTokenizer st(vocab, {false, false});
   auto ids = st.feed("ab \xF0\x9F");
   EXPECT_LE(st.pending_bytes(), 5u);
@@ -296,7 +296,7 @@ TEST(StreamingTokenizer, InvalidUtf8IsReplacedConsistently) {
 }
 
 TEST(StreamingTokenizer, ForcedCutKeepsMemoryBoundedAndLosesNoText) {
-  auto vocab = load_vocab(test::shared_dir() + "/golden/tokenizer/ggml-vocab-gpt-2.gguf");
+  auto vocab = load_vocab(test::data_dir() + "/tokenizer/ggml-vocab-gpt-2.gguf");
   const std::string text(1 << 20, 'a');  // one pre-tokenizer word: no safe cut anywhere
   const StreamingOptions sopt{64 * 1024};
   const auto r = stream(vocab, text, {true, false}, Chunking::uniform4096, 17, sopt);
@@ -311,7 +311,7 @@ TEST(StreamingTokenizer, ForcedCutKeepsMemoryBoundedAndLosesNoText) {
 }
 
 TEST(StreamingTokenizer, ForcedCutAvoidsSplittingSpecialTokens) {
-  auto vocab = load_vocab(test::shared_dir() + "/golden/tokenizer/ggml-vocab-gpt-2.gguf");
+  auto vocab = load_vocab(test::data_dir() + "/tokenizer/ggml-vocab-gpt-2.gguf");
   std::string text;
   while (text.size() < 100000) text += "<|endoftext|>";  // one long run without a safe cut
   const auto r = stream(vocab, text, {false, true}, Chunking::uniform4096, 4, StreamingOptions{8192});
@@ -320,7 +320,7 @@ TEST(StreamingTokenizer, ForcedCutAvoidsSplittingSpecialTokens) {
 }
 
 TEST(StreamingTokenizer, EmptyDocumentAndLifecycle) {
-  auto vocab = load_vocab(test::shared_model("stories260K-f32.gguf"));
+  auto vocab = load_vocab(test::data_model("stories260K-f32.gguf"));
   StreamingTokenizer st(vocab, {true, false});
   EXPECT_TRUE(st.feed("").empty());
   EXPECT_EQ(st.finish(), vocab->tokenize("", {true, false}));
@@ -337,7 +337,7 @@ TEST(StreamingTokenizer, EmptyDocumentAndLifecycle) {
 }
 
 TEST(StreamingTokenizer, EmitsIdsBeforeTheDocumentEnds) {
-  auto vocab = load_vocab(test::shared_model("stories260K-f32.gguf"));
+  auto vocab = load_vocab(test::data_model("stories260K-f32.gguf"));
   StreamingTokenizer st(vocab, {true, false});
   const auto first = st.feed("Once upon a time there was a little girl named Lily. ");
   EXPECT_GT(first.size(), 10u);

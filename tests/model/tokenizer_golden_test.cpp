@@ -113,11 +113,11 @@ std::optional<std::string> llama_vocab_dir() {
 }
 
 TEST(TokenizerGolden, LlamaSpmVectors) {
-  EXPECT_EQ(check_vocab_file(test::shared_dir() + "/golden/tokenizer/ggml-vocab-llama-spm.gguf"), 0);
+  EXPECT_EQ(check_vocab_file(test::data_dir() + "/tokenizer/ggml-vocab-llama-spm.gguf"), 0);
 }
 
 TEST(TokenizerGolden, Gpt2Vectors) {
-  EXPECT_EQ(check_vocab_file(test::shared_dir() + "/golden/tokenizer/ggml-vocab-gpt-2.gguf"), 0);
+  EXPECT_EQ(check_vocab_file(test::data_dir() + "/tokenizer/ggml-vocab-gpt-2.gguf"), 0);
 }
 
 TEST(TokenizerGolden, LlamaBpeVectors) {
@@ -126,7 +126,7 @@ TEST(TokenizerGolden, LlamaBpeVectors) {
   // Both vector sets: shared/golden's (one input differs from the installed set: "F\u00fchrer" there,
   // "\u00c4pfel" here; same vocabulary).
   EXPECT_EQ(check_vocab_file(*dir + "/ggml-vocab-llama-bpe.gguf",
-                             test::shared_dir() + "/golden/tokenizer/ggml-vocab-llama-bpe.gguf"),
+                             test::data_dir() + "/tokenizer/ggml-vocab-llama-bpe.gguf"),
             0);
   EXPECT_EQ(check_vocab_file(*dir + "/ggml-vocab-llama-bpe.gguf"), 0);
 }
@@ -147,8 +147,8 @@ INSTANTIATE_TEST_SUITE_P(TokenizerLlamaCpp, TokenizerGoldenExtra,
                                            "qwen2"));
 
 TEST(TokenizerGolden, Stories260KPrompts) {
-  const auto golden = nlohmann::json::parse(read_file(test::shared_dir() + "/golden/stories260K-f32.logits.json"));
-  auto file = GgufFile::open(test::shared_model("stories260K-f32.gguf"));
+  const auto golden = nlohmann::json::parse(test::read_data_file("golden/stories260K-f32.f32kv.logits.json.zst"));
+  auto file = GgufFile::open(test::data_model("stories260K-f32.gguf"));
   auto vocab = Vocab::from_gguf(*file);
   ASSERT_GE(golden["cases"].size(), 5u);
   for (const auto& c : golden["cases"]) {

@@ -334,7 +334,7 @@ TEST(VocabSpm, EndOfGenerationTokens) {
 }
 
 TEST(VocabStories, Metadata) {
-  auto f = GgufFile::open(test::shared_model("stories260K-f32.gguf"));
+  auto f = GgufFile::open(test::data_model("stories260K-f32.gguf"));
   auto vocab = Vocab::from_gguf(*f);
   EXPECT_EQ(vocab->kind(), VocabKind::spm);
   EXPECT_EQ(vocab->n_tokens(), 512);
@@ -351,7 +351,7 @@ TEST(VocabStories, Metadata) {
 }
 
 TEST(VocabBpe, Gpt2PiecesAndRoundTrip) {
-  auto f = GgufFile::open(test::shared_dir() + "/golden/tokenizer/ggml-vocab-gpt-2.gguf");
+  auto f = GgufFile::open(test::data_dir() + "/tokenizer/ggml-vocab-gpt-2.gguf");
   auto vocab = Vocab::from_gguf(*f);
   EXPECT_EQ(vocab->kind(), VocabKind::bpe);
   EXPECT_EQ(vocab->bos(), 50256);
@@ -643,12 +643,12 @@ void check_speed(const Vocab& vocab, const std::string& name, double prose_limit
 }
 
 TEST(VocabPerformance, Stories260K) {
-  auto f = GgufFile::open(test::shared_model("stories260K-f32.gguf"));
+  auto f = GgufFile::open(test::data_model("stories260K-f32.gguf"));
   check_speed(*Vocab::from_gguf(*f), "stories", 1.0, 3.0);
 }
 
 TEST(VocabPerformance, Gpt2) {
-  auto f = GgufFile::open(test::shared_dir() + "/golden/tokenizer/ggml-vocab-gpt-2.gguf");
+  auto f = GgufFile::open(test::data_dir() + "/tokenizer/ggml-vocab-gpt-2.gguf");
   check_speed(*Vocab::from_gguf(*f), "gpt-2", 1.0, 3.0);
 }
 

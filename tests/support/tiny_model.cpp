@@ -63,7 +63,7 @@ class Writer {
 }  // namespace
 
 std::string write_tiny_model(const std::string& dir, const TinyModelSpec& s) {
-  auto vocab_src = model::GgufFile::open(shared_model("stories260K-f32.gguf"));
+  auto vocab_src = model::GgufFile::open(data_model("stories260K-f32.gguf"));
   const int64_t n_vocab = static_cast<int64_t>(vocab_src->get_string_array("tokenizer.ggml.tokens")->size());
   model::GgufWriter w;
   const std::string& a = s.arch;
