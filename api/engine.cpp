@@ -372,7 +372,6 @@ Result<std::unique_ptr<DocumentStream>> Engine::open_stream(const std::string& s
 Result<IngestReport> Engine::Impl::ingest(std::unique_ptr<stages::ByteSource> source, int64_t total_bytes,
                                           const std::string& store_dir, IngestOptions& options) {
   const auto t0 = Clock::now();
-  const auto& hp = model->hparams();
   storage::WriteOptions wo;
   wo.zstd_level = cfg.store.compression_level;
   std::vector<uint8_t> state;

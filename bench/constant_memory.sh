@@ -13,7 +13,7 @@ bin="$root/build"
 work="${WORK:-/tmp/ilre-constmem}"
 sizes=(${SIZES:-65536 262144 1048576})
 models=("$@")
-[ ${#models[@]} -gt 0 ] || models=("$root/../shared/models/stories260K-f32.gguf" "$root/models/gemma-3-270m-q4_k_m.gguf")
+[ ${#models[@]} -gt 0 ] || models=("$root/tests/data/models/stories260K-f32.gguf" "$root/models/gemma-3-270m-q4_k_m.gguf")
 mkdir -p "$work"
 printf '%-28s %9s %12s %10s %9s %8s %14s %12s\n' model tokens peak_rss_MB tok/s key_ratio rss/64K score_ktok/s ask_rss_MB
 for model in "${models[@]}"; do

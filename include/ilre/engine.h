@@ -19,7 +19,8 @@
 // Thread-safety: Engine is safe to use from any number of threads at once (ingests and asks run as
 // separate pipelines on one shared executor, compute pool and memory budget). CancelHandle is safe from
 // any thread. DocumentStream serialises its own calls. Progress, Store, IngestReport and Answer are plain
-// values. Callbacks (on_progress, on_token) run on an engine thread, one call at a time per operation.
+// values. on_progress runs on the calling thread (a few times a second), on_token on an engine thread;
+// each is called one at a time, but the two may run at the same time.
 #pragma once
 
 #include <cstdint>
