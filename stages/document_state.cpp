@@ -49,10 +49,9 @@ class Reader {
 
 }  // namespace
 
-std::vector<uint8_t> pack_document_state(const DocumentState& state) {
-  std::vector<uint8_t> out(kMagic.begin(), kMagic.end());
-  put_bytes(out, state.prefill);
-  out.push_back(state.tail ? 1 : 0);
+std::vector<uint8_t> pack_document_state(DocumentState state) {
+  std::vector<uint8_t> out = std::move(state.prefill);
+  const uint64_t prefill_size = out.size();
   if (state.tail) {
     put_bytes(out, state.tail->tokenizer.to_bytes());
     put_u64(out, state.tail->tokens.size());
@@ -61,21 +60,27 @@ std::vector<uint8_t> pack_document_state(const DocumentState& state) {
       for (int i = 0; i < 4; ++i) out.push_back(static_cast<uint8_t>(u >> (8 * i)));
     }
   }
+  put_u64(out, prefill_size);
+  out.push_back(state.tail ? 1 : 0);
+  out.insert(out.end(), kMagic.begin(), kMagic.end());
   return out;
 }
 
 Result<DocumentState> unpack_document_state(std::span<const uint8_t> blob) {
   DocumentState state;
-  if (blob.size() < kMagic.size() || std::memcmp(blob.data(), kMagic.data(), kMagic.size()) != 0) {
+  constexpr size_t kTrailer = 8 + 1 + kMagic.size();
+  if (blob.size() < kTrailer || std::memcmp(blob.data() + blob.size() - kMagic.size(), kMagic.data(), kMagic.size()) != 0) {
     state.prefill.assign(blob.begin(), blob.end());  // a raw prefill state: no tail
     return state;
   }
   const auto bad = [] { return make_error(errc::checksum_mismatch, "the store's document state is malformed"); };
-  Reader r(blob.subspan(kMagic.size()));
-  std::span<const uint8_t> prefill;
+  const std::span<const uint8_t> trailer = blob.subspan(blob.size() - kTrailer);
+  Reader tr(trailer);
+  uint64_t prefill_size = 0;
   uint8_t has_tail = 0;
-  if (!r.bytes(prefill) || !r.u8(has_tail) || has_tail > 1) return bad();
-  state.prefill.assign(prefill.begin(), prefill.end());
+  if (!tr.u64(prefill_size) || !tr.u8(has_tail) || has_tail > 1 || prefill_size > blob.size() - kTrailer) return bad();
+  state.prefill.assign(blob.begin(), blob.begin() + static_cast<std::ptrdiff_t>(prefill_size));
+  Reader r(blob.subspan(static_cast<size_t>(prefill_size), blob.size() - kTrailer - static_cast<size_t>(prefill_size)));
   if (has_tail) {
     std::span<const uint8_t> checkpoint;
     uint64_t n = 0;

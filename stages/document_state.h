@@ -5,9 +5,11 @@
 // at once, wherever the parts split (inside a word, a UTF-8 sequence or a special token), because the
 // tokenizer sees one byte stream and the prefill sees the same chunk boundaries.
 //
-// Blob layout (inside the store's checksummed state file): "ILREDST1", u64 prefill size, prefill bytes,
-// u8 has_tail, then u64 checkpoint size, checkpoint bytes, u64 n_tokens, int32 tokens[n_tokens]. A blob
-// without the magic is a raw prefill state (stores written before tails existed).
+// Blob layout (inside the store's checksummed state file): the prefill bytes, then (has_tail) u64
+// checkpoint size, checkpoint bytes, u64 n_tokens, int32 tokens[n_tokens], then the trailer: u64 prefill
+// size, u8 has_tail, "ILREDST1". The trailer goes last so packing appends to the prefill state in place
+// (no copy of the caches). A blob that does not end in the magic is a raw prefill state (stores written
+// before tails existed).
 #pragma once
 
 #include <cstdint>
@@ -30,7 +32,7 @@ struct DocumentState {
   std::optional<StreamTail> tail;   // set: the document is open (an append continues it exactly)
 };
 
-std::vector<uint8_t> pack_document_state(const DocumentState& state);
+std::vector<uint8_t> pack_document_state(DocumentState state);
 // checksum_mismatch on a malformed blob.
 Result<DocumentState> unpack_document_state(std::span<const uint8_t> blob);
 
