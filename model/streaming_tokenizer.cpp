@@ -244,6 +244,7 @@ StreamingTokenizer::Checkpoint StreamingTokenizer::Checkpoint::from_bytes(std::s
   if (take_u64(bytes, at) != kCheckpointMagic) throw Exception(errc::checksum_mismatch, "not a tokenizer checkpoint");
   Checkpoint c;
   const uint64_t flags = take_u64(bytes, at);
+  if (flags > 3) throw Exception(errc::checksum_mismatch, "tokenizer checkpoint has unknown flags");
   c.started = (flags & 1u) != 0;
   c.prev_special = (flags & 2u) != 0;
   c.bytes_in = take_u64(bytes, at);

@@ -8,6 +8,9 @@
 #include <cstdio>
 #include <cstring>
 #include <ctime>
+#include <limits>
+#include <type_traits>
+#include <utility>
 
 #include "storage/checksum.h"
 #include "storage/file_io.h"
@@ -63,6 +66,14 @@ template <class T>
 T field(const json& j, const char* name) {
   auto it = j.find(name);
   if (it == j.end()) throw FieldError{std::string("missing field '") + name + "'"};
+  if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+    // nlohmann's get<int>() static_casts a float (UB when out of range, e.g. 1e22 or a too long integer
+    // literal, which parses as a double) and truncates an integer that T cannot hold: refuse both.
+    const bool fits = it->is_number_unsigned()  ? std::in_range<T>(it->template get<uint64_t>())
+                      : it->is_number_integer() ? std::in_range<T>(it->template get<int64_t>())
+                                                : false;
+    if (!fits) throw FieldError{std::string("field '") + name + "' is not an integer in range"};
+  }
   try {
     return it->get<T>();
   } catch (const json::exception&) {
@@ -174,9 +185,11 @@ Result<Manifest> manifest_from_text(std::string_view text, const std::string& pa
     m.meta.retrieval_layer = field<int32_t>(j, "retrieval_layer");
     m.meta.n_kv_heads = field<int32_t>(j, "n_kv_heads");
     m.meta.head_dim = field<int32_t>(j, "head_dim");
-    if (m.meta.n_kv_heads <= 0 || m.meta.head_dim <= 0 ||
-        field<int64_t>(j, "key_width") != static_cast<int64_t>(m.meta.n_kv_heads) * m.meta.head_dim) {
-      throw FieldError{"key_width must equal n_kv_heads * head_dim > 0"};
+    // key_width() is an int32 product: it must not overflow.
+    const int64_t key_width = static_cast<int64_t>(m.meta.n_kv_heads) * m.meta.head_dim;
+    if (m.meta.n_kv_heads <= 0 || m.meta.head_dim <= 0 || key_width > std::numeric_limits<int32_t>::max() ||
+        field<int64_t>(j, "key_width") != key_width) {
+      throw FieldError{"key_width must equal n_kv_heads * head_dim > 0 (at most 2^31 - 1)"};
     }
     auto dtype = key_dtype_from_name(field<std::string>(j, "key_dtype"));
     if (!dtype) throw FieldError{"unknown key_dtype"};
@@ -224,7 +237,10 @@ Result<Manifest> manifest_from_text(std::string_view text, const std::string& pa
         throw FieldError{"segment " + s.file + " starts at position " + std::to_string(s.first_pos) +
                          ", expected " + std::to_string(next)};
       }
-      if (s.n_tokens <= 0 || s.raw_key_bytes != static_cast<uint64_t>(s.n_tokens) * width * 2 ||
+      // n_tokens is bounded so that end_pos() and raw_key_bytes cannot overflow.
+      if (s.n_tokens <= 0 || s.n_tokens > std::numeric_limits<int64_t>::max() - next ||
+          static_cast<uint64_t>(s.n_tokens) > std::numeric_limits<uint64_t>::max() / 2 / width ||
+          s.raw_key_bytes != static_cast<uint64_t>(s.n_tokens) * width * 2 ||
           s.stored_bytes != 64 + s.stored_key_bytes + s.stored_token_bytes) {
         throw FieldError{"segment " + s.file + ": inconsistent sizes"};
       }

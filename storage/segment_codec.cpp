@@ -281,6 +281,12 @@ Result<void> ZstdCompressor::compress(std::span<const uint8_t> src, std::vector<
   return {};
 }
 
+bool zstd_frame_may_hold(std::span<const uint8_t> frame, uint64_t n) {
+  constexpr uint64_t kMaxExpansion = ZSTD_BLOCKSIZE_MAX / 4;
+  if (n / kMaxExpansion > frame.size()) return false;
+  return ZSTD_getFrameContentSize(frame.data(), frame.size()) == n;
+}
+
 Result<void> zstd_decompress(std::span<const uint8_t> frame, std::span<uint8_t> dst, const std::string& file,
                              std::string_view what) {
   const unsigned long long content = ZSTD_getFrameContentSize(frame.data(), frame.size());
@@ -331,7 +337,7 @@ Result<void> encode_segment(ZstdCompressor& zc, ShuffleMode mode, KeyDtype dtype
     case ShuffleMode::channel_bytes: candidates = {Shuffle::channel_bytes}; break;
   }
   scratch.resize(keys.size_bytes());
-  std::vector<uint8_t> frame;
+  std::vector<uint8_t>& frame = out.spare_frame;
   bool have = false;
   for (Shuffle s : candidates) {
     std::span<const uint8_t> src;

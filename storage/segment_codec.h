@@ -72,6 +72,11 @@ class ZstdCompressor {
   int level_;
 };
 
+// Whether `frame` can be one zstd frame with exactly n bytes of content: its header declares n, and n is no
+// more than a frame of that size can expand to (each block takes >= 4 bytes and yields <= 128 KiB). Lets a
+// reader refuse a corrupt size recorded in the manifest and header before allocating n bytes for it.
+bool zstd_frame_may_hold(std::span<const uint8_t> frame, uint64_t n);
+
 // Decompresses one frame that must expand to exactly dst.size() bytes; any zstd error (including its
 // content checksum) -> checksum_mismatch naming `file` and `what`.
 Result<void> zstd_decompress(std::span<const uint8_t> frame, std::span<uint8_t> dst, const std::string& file,
@@ -83,6 +88,9 @@ struct EncodedSegment {
   uint8_t header_bytes[kSegmentHeaderBytes] = {};
   std::vector<uint8_t> token_frame;
   std::vector<uint8_t> key_frame;
+  // The losing candidate's buffer, kept for the next call: a segment's frames are ~1 MB, and allocating
+  // them anew for every segment fragments the allocator's per-thread arenas (RSS crept with the document).
+  std::vector<uint8_t> spare_frame;
   uint64_t candidate_key_bytes[3] = {0, 0, 0};
   uint32_t checksum = 0;         // CRC32C of the whole file
   uint32_t prefix_checksum = 0;  // CRC32C of header + token frame

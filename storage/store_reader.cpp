@@ -104,6 +104,10 @@ struct StoreReader::Impl {
     }
     auto h = header_of(i, buf, name);
     if (!h) return tl::unexpected(h.error());
+    if (!zstd_frame_may_hold({buf.data() + kSegmentHeaderBytes, info.stored_token_bytes},
+                             static_cast<uint64_t>(info.n_tokens) * 4)) {  // before allocating for it
+      return make_error(errc::checksum_mismatch, "segment " + name + ": token frame is corrupt or has the wrong size");
+    }
     out.resize(static_cast<size_t>(info.n_tokens));
     return zstd_decompress({buf.data() + kSegmentHeaderBytes, info.stored_token_bytes},
                            {reinterpret_cast<uint8_t*>(out.data()), out.size() * sizeof(int32_t)}, name, "token");
@@ -130,6 +134,11 @@ struct StoreReader::Impl {
     const size_t n_values = static_cast<size_t>(info.n_tokens) * static_cast<size_t>(width);
     const uint8_t* tok_frame = sc.file.data() + kSegmentHeaderBytes;
     const uint8_t* key_frame = tok_frame + info.stored_token_bytes;
+    // The sizes come from the file; check them against the frames before allocating for them.
+    if (!zstd_frame_may_hold({tok_frame, info.stored_token_bytes}, static_cast<uint64_t>(info.n_tokens) * 4) ||
+        !zstd_frame_may_hold({key_frame, info.stored_key_bytes}, static_cast<uint64_t>(n_values) * 2)) {
+      return make_error(errc::checksum_mismatch, "segment " + name + ": a zstd frame is corrupt or has the wrong size");
+    }
 
     out.first_pos = info.first_pos;
     out.n_tokens = info.n_tokens;
