@@ -12,7 +12,6 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
-#include <sstream>
 #include <string>
 #include <thread>
 
@@ -47,7 +46,7 @@ int main(int argc, char** argv) {
   ingest.on_progress = [&](const ilre::Progress&) { ++progress_calls; };
   auto report = engine->ingest_file(argv[2], argv[3], ingest);
   if (!report) return fail("ingest", report.error());
-  std::printf("ingested %lld tokens, %.0f tok/s, peak RSS %.0f MB, %lld progress reports\n",
+  std::printf("ingested %lld tokens, %.0f tok/s, peak RSS %.1f MB, %lld progress reports\n",
               static_cast<long long>(report->total_tokens), report->tokens_per_second, report->peak_rss_mb,
               static_cast<long long>(progress_calls));
 
@@ -101,10 +100,9 @@ int main(int argc, char** argv) {
     const std::string stream_dir = std::string(argv[3]) + "-stream";
     auto stream = engine->open_stream(stream_dir);
     if (!stream) return fail("open_stream", stream.error());
-    std::ifstream in(argv[2], std::ios::binary);
-    std::stringstream whole;
-    whole << in.rdbuf();
-    const std::string text = whole.str();
+    std::ifstream in(argv[2], std::ios::binary | std::ios::ate);
+    const auto file_size = static_cast<size_t>(in.tellg());
+    in.seekg(0);
     std::atomic<bool> done{false};
     std::atomic<int> asks{0};
     std::atomic<bool> ask_failed{false};
@@ -120,9 +118,11 @@ int main(int argc, char** argv) {
         if (a) ++asks;
       }
     });
-    const size_t part = text.size() / 5 + 1;
-    for (size_t at = 0; at < text.size(); at += part) {
-      auto r = (*stream)->append(std::string_view(text).substr(at, part));
+    // Five parts read one at a time (cut anywhere, even inside a character): memory holds one part.
+    const size_t part_size = file_size / 5 + 1;
+    std::string part(part_size, '\0');
+    while (in.read(part.data(), static_cast<std::streamsize>(part_size)) || in.gcount() > 0) {
+      auto r = (*stream)->append(std::string_view(part.data(), static_cast<size_t>(in.gcount())));
       if (!r) {
         done.store(true);
         asker.join();
