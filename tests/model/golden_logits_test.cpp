@@ -1,5 +1,5 @@
 // Parity with llama.cpp on stories260K against golden files made with an F32 K/V cache, one batch, one
-// thread (tests/data/golden/stories260K-{f32,f16}.f32kv.logits.json.zst, from ../shared/golden; see
+// thread (tests/data/golden/stories260K-{f32,f16}.f32kv.logits.json.zst, copied from the project's golden set; see
 // tests/data/README.md).
 //
 // With an F32 cache nothing in the forward pass rounds where llama.cpp does not, so the bar for the F32
@@ -11,7 +11,7 @@
 // approximation of ggml was ruled out). The 1e-3 is not met for the F16 model; its bar here is the
 // measured 1.8e-2 with margin, tokens and greedy continuations identical.
 // With the default F16 cache the logits move by the cache's rounding, which the same files measure:
-// llama.cpp's own F16-cache run differs from them by up to 3.9e-2 / 4.1e-2 (../shared/golden/README.md).
+// llama.cpp's own F16-cache run differs from them by up to 3.9e-2 / 4.1e-2 (the golden set's README).
 // The maths itself is also checked without rounding by exact_forward_test.cpp (1e-4 against float64).
 #include <gtest/gtest.h>
 
