@@ -115,6 +115,13 @@ Result<void> run_with_progress(engine::RunHandle& run, const std::function<void(
   }
 }
 
+// The store's document state (streaming caches and, for an open stream, its tail), read and unpacked.
+Result<stages::DocumentState> read_document_state(const storage::StoreReader& reader) {
+  auto blob = reader.state();
+  if (!blob) return tl::unexpected(blob.error());
+  return stages::unpack_document_state(*blob);
+}
+
 // A consistent view of a store that may be growing: its manifest and the state file that manifest names.
 // An append running in another thread or process replaces the state file after switching the manifest,
 // so the state of an older manifest can vanish between the two reads; then the newer manifest is read.
@@ -300,9 +307,7 @@ Result<Store> Engine::open_store(const std::string& store_dir) const {
   for (const auto& seg : reader->segments()) s.stored_bytes += seg.stored_bytes;
   s.resumable = reader->state_info().has_value();
   if (s.resumable) {
-    auto blob = reader->state();
-    if (!blob) return tl::unexpected(blob.error());
-    auto doc = stages::unpack_document_state(*blob);
+    auto doc = read_document_state(*reader);
     if (!doc) return tl::unexpected(doc.error());
     s.open = doc->tail.has_value();
     s.pending_tokens = doc->tail ? static_cast<int64_t>(doc->tail->tokens.size()) : 0;
@@ -399,9 +404,7 @@ Result<IngestReport> Engine::Impl::ingest(std::unique_ptr<stages::ByteSource> so
     }
     // An open stream may have a state (its tail) before its first whole chunk of keys.
     if (reader->has_state()) {
-      auto s = reader->state();
-      if (!s) return tl::unexpected(s.error());
-      auto doc = stages::unpack_document_state(*s);
+      auto doc = read_document_state(*reader);
       if (!doc) return tl::unexpected(doc.error());
       if (reader->n_tokens() > 0) state = std::move(doc->prefill);
       tail = std::move(doc->tail);

@@ -11,6 +11,7 @@
 
 #include "ilre/engine.h"
 #include "storage/store_reader.h"
+#include "stories_fixture.h"
 #include "support/paths.h"
 
 namespace ilre {
@@ -19,24 +20,14 @@ namespace {
 // Words, punctuation, a multi-byte character and text that looks like a special token, so cuts land
 // inside words, inside UTF-8 sequences and inside "</s>".
 std::string document(int sentences) {
-  static const char* kParts[] = {"Lily went to the park with her mom. ", "The sun was warm — the sky was blue. ",
-                                 "Tom had a red ball </s> and a small dog. ", "They played until it was time to eat.\n",
-                                 "Ünïcödé café, naïve résumé: 👍 ok. "};
-  std::string s;
-  for (int i = 0; i < sentences; ++i) s += kParts[(i * 7 + i / 3) % 5];
-  return s;
+  return test::sentences_of({"Lily went to the park with her mom. ", "The sun was warm — the sky was blue. ",
+                             "Tom had a red ball </s> and a small dog. ", "They played until it was time to eat.\n",
+                             "Ünïcödé café, naïve résumé: 👍 ok. "},
+                            sentences);
 }
 
 Config stream_config() {
-  Config c;
-  c.model.path = test::data_model("stories260K-f32.gguf");
-  c.model.threads = 2;
-  c.prefill.layer = 2;
-  c.prefill.chunk = 64;
-  c.prefill.window = 128;
-  c.prefill.sink = 8;
-  c.store.segment_tokens = 256;
-  c.recall.budget = 96;
+  Config c = test::stories_config();
   c.decode.max_tokens = 8;
   return c;
 }

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "storage/store_reader.h"
+#include "stories_fixture.h"
 #include "support/paths.h"
 #include "support/tiny_model.h"
 
@@ -18,27 +19,13 @@ namespace fs = std::filesystem;
 namespace ilre {
 namespace {
 
-std::string story(int sentences) {
-  static const char* kParts[] = {"Lily went to the park with her mom. ", "The sun was warm and the sky was blue. ",
-                                 "Tom had a red ball and a small dog. ", "They played until it was time to eat. ",
-                                 "The cat sat on the mat and looked at the bird. "};
-  std::string s;
-  for (int i = 0; i < sentences; ++i) s += kParts[(i * 7 + i / 3) % 5];
-  return s;
-}
+using test::stories_config;
 
-Config stories_config() {
-  Config c;
-  c.model.path = test::data_model("stories260K-f32.gguf");
-  c.model.threads = 2;
-  c.prefill.layer = 2;
-  c.prefill.chunk = 64;
-  c.prefill.window = 128;
-  c.prefill.sink = 8;
-  c.store.segment_tokens = 256;
-  c.recall.budget = 96;
-  c.decode.max_tokens = 12;
-  return c;
+std::string story(int sentences) {
+  return test::sentences_of({"Lily went to the park with her mom. ", "The sun was warm and the sky was blue. ",
+                             "Tom had a red ball and a small dog. ", "They played until it was time to eat. ",
+                             "The cat sat on the mat and looked at the bird. "},
+                            sentences);
 }
 
 std::shared_ptr<Engine> open(const Config& c) {
