@@ -1,6 +1,7 @@
 // The C API (include/ilre/ilre.h) over ilre::Engine. Every function is noexcept and catches everything: an
 // exception, or a Result error, becomes a status code and a malloc'ed message; no C++ type crosses the ABI.
 #include "ilre/ilre.h"
+#include "api/json.h"
 
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
@@ -28,6 +29,8 @@ struct ilre_cancel {
 
 namespace {
 
+using ilre::api::to_json;
+
 using ilre::errc;
 
 // The C enum mirrors ilre::errc number for number.
@@ -47,8 +50,9 @@ ILRE_SAME_CODE(ILRE_E_CANCELLED, cancelled);
 ILRE_SAME_CODE(ILRE_E_QUEUE_CLOSED, queue_closed);
 ILRE_SAME_CODE(ILRE_E_OUT_OF_RANGE, out_of_range);
 ILRE_SAME_CODE(ILRE_E_INTERNAL, internal);
+ILRE_SAME_CODE(ILRE_E_NOT_FOUND, not_found);
 #undef ILRE_SAME_CODE
-constexpr int kLastStatus = ILRE_E_INTERNAL;
+constexpr int kLastStatus = ILRE_E_NOT_FOUND;
 
 // A malloc'ed copy (the caller frees it with ilre_string_free); NULL if out of memory.
 char* copy_string(std::string_view s) noexcept {
@@ -89,7 +93,7 @@ void clear(char** p) noexcept {
 // JSON text for the caller; invalid UTF-8 (a document path, a cut byte token) becomes U+FFFD.
 int put_json(char** out, const nlohmann::json& j, char** error_message) {
   if (!out) return ILRE_OK;
-  const std::string text = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  const std::string text = ilre::api::dump(j);
   *out = copy_string(text);
   if (!*out) return report(error_message, errc::internal, "out of memory");
   return ILRE_OK;
@@ -100,52 +104,6 @@ ilre::ProgressFn progress_fn(ilre_progress_fn fn, void* user) {
   return [fn, user](const ilre::Progress& p) {
     fn(p.phase.c_str(), p.processed, p.total, p.tokens, p.elapsed_ms, user);
   };
-}
-
-nlohmann::json to_json(const ilre::IngestReport& r) {
-  return {{"store_dir", r.store_dir},
-          {"tokens_added", r.tokens_added},
-          {"total_tokens", r.total_tokens},
-          {"segments_added", r.segments_added},
-          {"layer", r.layer},
-          {"bytes_read", r.bytes_read},
-          {"replaced_bytes", r.replaced_bytes},
-          {"raw_key_bytes", r.raw_key_bytes},
-          {"stored_key_bytes", r.stored_key_bytes},
-          {"key_compression_ratio", r.key_compression_ratio},
-          {"timings_ms", r.timings_ms},
-          {"tokens_per_second", r.tokens_per_second},
-          {"peak_rss_mb", r.peak_rss_mb}};
-}
-
-nlohmann::json to_json(const ilre::Answer& a) {
-  nlohmann::json spans = nlohmann::json::array();
-  for (const auto& [start, end] : a.spans) spans.push_back({start, end});
-  return {{"text", a.text},
-          {"spans", std::move(spans)},
-          {"context_tokens", a.context_tokens},
-          {"recalled", a.recalled},
-          {"compressed", a.compressed},
-          {"prompt_tokens", a.prompt_tokens},
-          {"generated_tokens", a.generated_tokens},
-          {"layer", a.layer},
-          {"timings_ms", a.timings_ms},
-          {"peak_rss_mb", a.peak_rss_mb}};
-}
-
-nlohmann::json to_json(const ilre::Store& s) {
-  return {{"dir", s.dir},
-          {"model_name", s.model_name},
-          {"model_fingerprint", s.model_fingerprint},
-          {"layer", s.layer},
-          {"tokens", s.tokens},
-          {"segments", s.segments},
-          {"stored_bytes", s.stored_bytes},
-          {"resumable", s.resumable},
-          {"open", s.open},
-          {"pending_tokens", s.pending_tokens},
-          {"created_at", s.created_at},
-          {"updated_at", s.updated_at}};
 }
 
 ilre::IngestOptions ingest_options(unsigned flags, ilre_progress_fn on_progress, void* user, ilre_cancel* cancel) {

@@ -10,11 +10,14 @@
 #include <mutex>
 #include <sstream>
 
+#include "api/text_stream.h"
 #include "engine/executor.h"
 #include "engine/memory_budget.h"
 #include "engine/metrics.h"
 #include "engine/pipeline.h"
+#include "model/chat_template.h"
 #include "model/model.h"
+#include "model/session.h"
 #include "model/model_path.h"
 #include "retrieval/configure.h"
 #include "stages/decode.h"
@@ -141,7 +144,8 @@ Result<std::pair<storage::StoreReader, std::vector<uint8_t>>> open_snapshot(cons
   }
 }
 
-// The last sink of an ask: hands each piece of the answer to the caller and keeps the text.
+// The last sink of an ask: hands each piece of the answer to the caller (whole UTF-8 characters) and keeps
+// the text.
 class AnswerSink {
  public:
   using In = stages::AnswerPiece;
@@ -149,23 +153,44 @@ class AnswerSink {
   AnswerSink(std::function<bool(std::string_view)> on_token, Clock::time_point t0) : on_token_(std::move(on_token)), t0_(t0) {}
   Result<void> process(stages::AnswerPiece&& piece) {
     if (ttft_ms_ < 0) ttft_ms_ = ms_since(t0_);
-    text_ += piece.text;
     ++n_;
-    if (on_token_ && !on_token_(piece.text)) {
-      stopped_ = true;
-      return make_error(errc::cancelled, "generation stopped by the caller");
-    }
-    return {};
+    return deliver(utf8_.feed(piece.text));
   }
+  Result<void> finish() { return deliver(utf8_.flush()); }
   std::string text_;
   int64_t n_ = 0;
   double ttft_ms_ = -1;
   bool stopped_ = false;
 
  private:
+  Result<void> deliver(const std::string& text) {
+    if (text.empty()) return {};
+    text_ += text;
+    if (on_token_ && !on_token_(text)) {
+      stopped_ = true;
+      return make_error(errc::cancelled, "generation stopped by the caller");
+    }
+    return {};
+  }
   std::function<bool(std::string_view)> on_token_;
   Clock::time_point t0_;
+  api::Utf8Joiner utf8_;
 };
+
+model::SamplerParams sampler_params(const DecodeConfig& d, const SamplingOverrides& o) {
+  return {.temperature = o.temperature.value_or(d.temperature), .top_k = o.top_k.value_or(d.top_k),
+          .top_p = o.top_p.value_or(d.top_p), .seed = o.seed.value_or(d.seed)};
+}
+
+Result<void> check_sampling(const SamplingOverrides& o) {
+  if (o.max_tokens && *o.max_tokens < 0) return make_error(errc::invalid_argument, "max_tokens must be >= 0");
+  if (o.temperature && !(*o.temperature >= 0.0f && *o.temperature <= 100.0f)) {
+    return make_error(errc::invalid_argument, "temperature must be in [0, 100]");
+  }
+  if (o.top_p && !(*o.top_p > 0.0f && *o.top_p <= 1.0f)) return make_error(errc::invalid_argument, "top_p must be in (0, 1]");
+  if (o.top_k && *o.top_k < 0) return make_error(errc::invalid_argument, "top_k must be >= 0");
+  return {};
+}
 
 }  // namespace
 
@@ -178,6 +203,18 @@ struct Engine::Impl {
   std::unique_ptr<engine::MemoryBudget> budget;
   int32_t layer = -1;
   std::atomic<uint64_t> runs{0};
+  mutable std::mutex finished_mutex;
+  std::map<std::string, StageStats> finished;  // per stage, over finished runs
+
+  void add_finished(const engine::MetricsSnapshot& m) {
+    std::lock_guard<std::mutex> lock(finished_mutex);
+    for (const auto& st : m.stages) {
+      StageStats& t = finished[st.stage];
+      t.stage = st.stage;
+      t.busy_seconds += static_cast<double>(st.busy_ns) / 1e9;
+      t.items_out += st.items_out;
+    }
+  }
 
   std::string run_name(const char* kind) { return std::string(kind) + "-" + std::to_string(runs.fetch_add(1)); }
 
@@ -199,10 +236,10 @@ struct Engine::Impl {
     return s.clamped(model->hparams());
   }
 
-  int64_t budget_for(int64_t n_query) const {
+  int64_t budget_for(int64_t n_query, int32_t max_tokens) const {
     if (cfg.recall.budget > 0) return cfg.recall.budget;
     const int64_t ctx = model->hparams().n_ctx_train;
-    return std::max<int64_t>(16, static_cast<int64_t>(0.75 * static_cast<double>(ctx)) - n_query - cfg.decode.max_tokens);
+    return std::max<int64_t>(16, static_cast<int64_t>(0.75 * static_cast<double>(ctx)) - n_query - max_tokens);
   }
 
   // What a new store records: the model, l_R, the key shape and the settings its state depends on.
@@ -231,6 +268,7 @@ struct Engine::Impl {
   Result<IngestReport> ingest(std::unique_ptr<stages::ByteSource> source, int64_t total_bytes,
                               const std::string& store_dir, IngestOptions& options);
   Result<Answer> ask(const std::string& store_dir, const std::string& question, AskOptions& options);
+  Result<Completion> complete(const std::vector<int32_t>& prompt, GenerateOptions& options);
 };
 
 Engine::Engine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -268,7 +306,65 @@ const Config& Engine::config() const { return impl_->cfg; }
 std::string Engine::model_name() const { return impl_->model->name(); }
 int32_t Engine::retrieval_layer() const { return impl_->layer; }
 
-int64_t Engine::recall_budget(int64_t n_query) const { return impl_->budget_for(n_query); }
+int64_t Engine::recall_budget(int64_t n_query) const { return impl_->budget_for(n_query, impl_->cfg.decode.max_tokens); }
+
+ModelInfo Engine::model_info() const {
+  const model::Model& m = *impl_->model;
+  const auto& hp = m.hparams();
+  ModelInfo info;
+  info.name = m.name();
+  info.file = m.path();
+  info.architecture = hp.arch_name;
+  info.fingerprint = m.fingerprint();
+  info.context_length = hp.n_ctx_train;
+  info.vocab_size = hp.n_vocab;
+  info.n_layer = static_cast<int32_t>(hp.n_layer);
+  info.retrieval_layer = impl_->layer;
+  try {
+    info.chat_template = model::chat_template_for(m.file(), hp).from_metadata;
+  } catch (const Exception&) {
+    info.chat_template = false;
+  }
+  return info;
+}
+
+std::vector<StageStats> Engine::stage_stats() const {
+  std::map<std::string, StageStats> all;
+  {
+    std::lock_guard<std::mutex> lock(impl_->finished_mutex);
+    all = impl_->finished;
+  }
+  for (const auto& st : impl_->registry.snapshot().stages) {
+    StageStats& t = all[st.stage];
+    t.stage = st.stage;
+    t.queue_depth += st.queue_depth;
+    t.running += 1;
+  }
+  std::vector<StageStats> out;
+  for (auto& [name, t] : all) out.push_back(std::move(t));
+  return out;
+}
+
+Result<std::vector<int32_t>> Engine::tokenize(std::string_view text, bool parse_special) const {
+  return catch_to_result([&] {
+    return impl_->model->vocab().tokenize(text, {.add_special = true, .parse_special = parse_special});
+  });
+}
+
+Result<std::string> Engine::chat_prompt(const std::vector<ChatMessage>& messages) const {
+  if (messages.empty()) return make_error(errc::invalid_argument, "the conversation has no messages");
+  return catch_to_result([&] {
+    const model::ChatTemplate tmpl = model::chat_template_for(impl_->model->file(), impl_->model->hparams());
+    std::vector<model::ChatMessage> msgs;
+    msgs.reserve(messages.size());
+    for (const ChatMessage& m : messages) msgs.push_back({m.role, m.content});
+    return tmpl.apply(msgs);
+  });
+}
+
+Result<Completion> Engine::complete(const std::vector<int32_t>& prompt, GenerateOptions options) {
+  return impl_->complete(prompt, options);
+}
 
 Result<IngestReport> Engine::ingest_file(const std::string& path, const std::string& store_dir, IngestOptions options) {
   auto source = stages::open_file_source(path);
@@ -312,6 +408,7 @@ Result<Store> Engine::open_store(const std::string& store_dir) const {
     s.open = doc->tail.has_value();
     s.pending_tokens = doc->tail ? static_cast<int64_t>(doc->tail->tokens.size()) : 0;
   }
+  if (meta.notes.is_object()) s.bytes = meta.notes.value("document_bytes", uint64_t{0});
   s.created_at = reader->created_at();
   s.updated_at = reader->updated_at();
   return s;
@@ -354,6 +451,23 @@ Result<IngestReport> DocumentStream::append(std::string_view text, IngestOptions
 
 Result<IngestReport> DocumentStream::append(std::istream& text, IngestOptions options) {
   return impl_->run(stages::stream_source(text, "<stream>"), -1, std::move(options), true);
+}
+
+namespace {
+class ReaderSource final : public stages::ByteSource {
+ public:
+  explicit ReaderSource(TextReader reader) : reader_(std::move(reader)) {}
+  Result<int64_t> read(char* buf, int64_t max) override { return reader_(buf, max); }
+  std::string describe() const override { return "<reader>"; }
+
+ private:
+  TextReader reader_;
+};
+}  // namespace
+
+Result<IngestReport> DocumentStream::append(TextReader reader, IngestOptions options) {
+  if (!reader) return make_error(errc::invalid_argument, "append needs a reader");
+  return impl_->run(std::make_unique<ReaderSource>(std::move(reader)), -1, std::move(options), true);
 }
 
 Result<IngestReport> DocumentStream::close(IngestOptions options) {
@@ -415,6 +529,7 @@ Result<IngestReport> Engine::Impl::ingest(std::unique_ptr<stages::ByteSource> so
     writer.emplace(std::move(*w));
     created = true;
   }
+  if (options.atomic) writer->begin_transaction();
   const int64_t start_tokens = writer->n_tokens();
   const stages::PrefillSettings settings = prefill_settings(at_layer);
   // Segments end on chunk boundaries, where the prefill can hand over a resumable state.
@@ -444,6 +559,7 @@ Result<IngestReport> Engine::Impl::ingest(std::unique_ptr<stages::ByteSource> so
   };
   const Result<void> result = run_with_progress(run, progress);
   const engine::MetricsSnapshot metrics = run.metrics();
+  add_finished(metrics);
 
   IngestReport rep;
   rep.store_dir = store_dir;
@@ -462,13 +578,21 @@ Result<IngestReport> Engine::Impl::ingest(std::unique_ptr<stages::ByteSource> so
   rep.tokens_per_second = rep.tokens_added / std::max(1e-9, rep.timings_ms["total"] / 1000.0);
   rep.peak_rss_mb = peak_rss_mb();
 
+  const nlohmann::json& before = writer->meta().notes;
+  const uint64_t bytes_before = before.is_object() ? before.value("document_bytes", uint64_t{0}) : 0;
   nlohmann::json notes = {{"complete", result.has_value() && spill.stage().saw_end()},
+                          {"document_bytes", bytes_before + rep.bytes_read},
                           {"replaced_utf8_bytes", rep.replaced_bytes},
                           {"forced_tokenizer_cuts", tok.stage().forced_cuts()},
                           {"nonfinite_keys", totals.nonfinite_keys}};
   if (auto r = writer->set_notes(notes); !r) spdlog::warn("could not record notes: {}", r.error().what());
   if (!result) {
-    spdlog::warn("ingest stopped: store '{}' keeps {} tokens in complete segments", store_dir, writer->n_tokens());
+    if (options.atomic) {
+      writer->rollback();
+      spdlog::warn("ingest stopped: store '{}' is left as it was ({} tokens)", store_dir, writer->n_tokens());
+    } else {
+      spdlog::warn("ingest stopped: store '{}' keeps {} tokens in complete segments", store_dir, writer->n_tokens());
+    }
     return tl::unexpected(result.error());
   }
   // Closing an open stream reads nothing and is fine: it tokenises and stores the held-back tail.
@@ -477,6 +601,7 @@ Result<IngestReport> Engine::Impl::ingest(std::unique_ptr<stages::ByteSource> so
     if (created) fs::remove_all(store_dir);
     return make_error(errc::invalid_argument, "document is empty (0 bytes read)");
   }
+  if (auto c = writer->commit(); !c) return tl::unexpected(c.error());
   return rep;
 }
 
@@ -489,6 +614,9 @@ Result<Answer> Engine::Impl::ask(const std::string& store_dir, const std::string
   if (question.find_first_not_of(" \t\r\n") == std::string::npos) {
     return make_error(errc::invalid_argument, "the question is empty");
   }
+  if (auto v = check_sampling(options.sampling); !v) return tl::unexpected(v.error());
+  if (options.budget && *options.budget < 1) return make_error(errc::invalid_argument, "the recall budget must be >= 1 token");
+  const int32_t max_tokens = options.sampling.max_tokens.value_or(cfg.decode.max_tokens);
   auto snapshot = open_snapshot(store_dir);
   if (!snapshot) return tl::unexpected(snapshot.error());
   std::optional<storage::StoreReader> reader(std::move(snapshot->first));
@@ -521,7 +649,7 @@ Result<Answer> Engine::Impl::ask(const std::string& store_dir, const std::string
     }
     const std::vector<model::TokenId> query = retrieval::query_tokens(cfg, model->vocab(), question);
     const int64_t n_context = reader->n_tokens();
-    const int64_t budget = budget_for(static_cast<int64_t>(query.size()));
+    const int64_t budget = options.budget.value_or(budget_for(static_cast<int64_t>(query.size()), max_tokens));
 
     auto encode_t0 = Clock::now();
     std::vector<float> q = prefill.encode_query(query);
@@ -547,8 +675,7 @@ Result<Answer> Engine::Impl::ask(const std::string& store_dir, const std::string
       spdlog::info("the document ({} tokens) fits the recall budget ({}): no compression", n_context, budget);
     }
 
-    model::SamplerParams sp{.temperature = cfg.decode.temperature, .top_k = cfg.decode.top_k,
-                            .top_p = cfg.decode.top_p, .seed = cfg.decode.seed};
+    const model::SamplerParams sp = sampler_params(cfg.decode, options.sampling);
     engine::Pipeline p(run_name("ask"), pipeline_options(options.cancel));
     auto score = p.emplace<stages::ScoreStage>(*reader, std::move(scorer), key_transform);
     auto pool_stage = p.emplace<stages::PoolStage>(sel);
@@ -557,7 +684,7 @@ Result<Answer> Engine::Impl::ask(const std::string& store_dir, const std::string
                                                                      : stages::PromptPositions::contiguous);
     auto decode = p.emplace<stages::DecodeStage>(*model, *pool, numerics_of(cfg.decode.numerics),
                                                  kv_type_of(cfg.decode.kv_type), settings.chunk,
-                                                 cfg.decode.max_tokens, sp, cfg.decode.stop_at_newline);
+                                                 max_tokens, sp, cfg.decode.stop_at_newline);
     auto sink = p.emplace<AnswerSink>(options.on_token, t0);
     p.connect(score, pool_stage);
     p.connect(pool_stage, recall);
@@ -571,12 +698,13 @@ Result<Answer> Engine::Impl::ask(const std::string& store_dir, const std::string
       const uint64_t generated = items_out(m, "decode");
       pr.phase = generated > 0 ? "generate" : (scored >= static_cast<uint64_t>(n_context) ? "prefill-prompt" : "score");
       pr.processed = generated > 0 ? static_cast<int64_t>(generated) : static_cast<int64_t>(scored);
-      pr.total = generated > 0 ? cfg.decode.max_tokens : n_context;
+      pr.total = generated > 0 ? max_tokens : n_context;
       pr.elapsed_ms = ms_since(t0);
       options.on_progress(pr);
     };
     Result<void> result = run_with_progress(run, progress);
     const engine::MetricsSnapshot metrics = run.metrics();
+    add_finished(metrics);
     if (!result && !sink.stage().stopped_) throw Exception(result.error());
 
     Answer a;
@@ -587,6 +715,8 @@ Result<Answer> Engine::Impl::ask(const std::string& store_dir, const std::string
     a.compressed = compressed;
     a.prompt_tokens = decode.stage().totals().prompt_tokens;
     a.generated_tokens = sink.stage().n_;
+    const stages::DecodeTotals& dt = decode.stage().totals();
+    a.finish_reason = dt.stopped_at_eog || dt.stopped_at_newline || a.generated_tokens < max_tokens ? "stop" : "length";
     a.layer = at_layer;
     a.timings_ms = stage_timings(metrics);
     a.timings_ms["encode_query"] = encode_ms;
@@ -594,6 +724,78 @@ Result<Answer> Engine::Impl::ask(const std::string& store_dir, const std::string
     a.timings_ms["total"] = ms_since(t0);
     a.peak_rss_mb = peak_rss_mb();
     return a;
+  });
+}
+
+Result<Completion> Engine::Impl::complete(const std::vector<int32_t>& prompt, GenerateOptions& options) {
+  const auto t0 = Clock::now();
+  if (auto v = check_sampling(options.sampling); !v) return tl::unexpected(v.error());
+  const auto& hp = model->hparams();
+  const auto n_prompt = static_cast<int64_t>(prompt.size());
+  if (n_prompt == 0) return make_error(errc::invalid_argument, "the prompt is empty");
+  if (n_prompt >= hp.n_ctx_train) {
+    return make_error(errc::out_of_range, "the prompt has " + std::to_string(n_prompt) + " tokens; the model's context is " +
+                                              std::to_string(hp.n_ctx_train));
+  }
+  for (int32_t id : prompt) {
+    if (id < 0 || id >= hp.n_vocab) return make_error(errc::out_of_range, "token id " + std::to_string(id) + " is not in the vocabulary");
+  }
+  const int64_t room = hp.n_ctx_train - n_prompt;
+  const int64_t max_tokens = std::min<int64_t>(room, options.sampling.max_tokens.value_or(static_cast<int32_t>(room)));
+  const engine::CancelToken cancel = options.cancel.state()->source.token();
+  return catch_to_result([&]() -> Completion {
+    const int64_t batch = std::max<int64_t>(1, cfg.prefill.chunk);
+    model::Session session(*model, *pool, batch, numerics_of(cfg.decode.numerics), kv_type_of(cfg.decode.kv_type));
+    std::vector<float> logits;
+    // The prompt one batch at a time, so a cancel (a client that went away) stops a long prompt early.
+    for (int64_t at = 0; at < n_prompt; at += batch) {
+      if (auto c = cancel.check(); !c) throw Exception(c.error());
+      const int64_t n = std::min(batch, n_prompt - at);
+      session.eval(std::span<const int32_t>(prompt).subspan(static_cast<size_t>(at), static_cast<size_t>(n)), logits);
+      if (options.on_progress) {
+        options.on_progress(Progress{.phase = "prefill-prompt", .processed = at + n, .total = n_prompt, .tokens = at + n,
+                                     .elapsed_ms = ms_since(t0)});
+      }
+    }
+    Completion c;
+    c.prompt_tokens = n_prompt;
+    c.timings_ms["prompt"] = ms_since(t0);
+    const auto gen_t0 = Clock::now();
+    model::Sampler sampler(sampler_params(cfg.decode, options.sampling));
+    api::Utf8Joiner utf8;
+    api::StopMatcher stops(options.stop);
+    bool client_stopped = false;
+    auto deliver = [&](const std::string& text) {
+      if (text.empty() || client_stopped) return;
+      if (c.timings_ms.count("ttft") == 0) c.timings_ms["ttft"] = ms_since(t0);
+      c.text += text;
+      if (options.on_token && !options.on_token(text)) client_stopped = true;
+    };
+    c.finish_reason = "length";
+    while (c.generated_tokens < max_tokens) {
+      if (auto r = cancel.check(); !r) throw Exception(r.error());
+      const model::TokenId next = sampler.sample(logits);
+      if (model->vocab().is_eog(next)) {
+        c.finish_reason = "stop";
+        break;
+      }
+      ++c.generated_tokens;
+      deliver(stops.feed(utf8.feed(model->vocab().token_to_piece(next))));
+      if (stops.stopped()) {
+        c.finish_reason = "stop";
+        break;
+      }
+      if (client_stopped) {
+        c.finish_reason = "stop";  // the caller said why (a stop string of its own, a client that left)
+        break;
+      }
+      if (c.generated_tokens < max_tokens) session.eval(std::span<const int32_t>(&next, 1), logits);
+    }
+    if (!stops.stopped()) deliver(stops.feed(utf8.flush()) + stops.flush());
+    c.timings_ms["generate"] = ms_since(gen_t0);
+    c.timings_ms["total"] = ms_since(t0);
+    if (c.timings_ms.count("ttft") == 0) c.timings_ms["ttft"] = c.timings_ms["total"];
+    return c;
   });
 }
 

@@ -9,5 +9,6 @@ namespace ilre::cli {
 void register_model_commands(CLI::App& app);  // info, tokenize, generate, logits
 void register_ilre_commands(CLI::App& app);   // ingest, ask
 void register_eval_commands(CLI::App& app);   // calibrate, eval
+void register_serve_command(CLI::App& app);   // serve (the daemon)
 
 }  // namespace ilre::cli

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "api/json.h"
 #include "commands.h"
 #include "options.h"
 #include "ilre/config.h"
@@ -99,22 +100,6 @@ class ProgressBar {
   bool drawn_ = false;
 };
 
-nlohmann::json report_json(const IngestReport& r) {
-  return {{"store", r.store_dir},
-          {"tokens_added", r.tokens_added},
-          {"total_tokens", r.total_tokens},
-          {"segments_added", r.segments_added},
-          {"l_R", r.layer},
-          {"bytes_read", r.bytes_read},
-          {"replaced_utf8_bytes", r.replaced_bytes},
-          {"raw_key_bytes", r.raw_key_bytes},
-          {"stored_key_bytes", r.stored_key_bytes},
-          {"key_compression_ratio", r.key_compression_ratio},
-          {"tokens_per_second", r.tokens_per_second},
-          {"timings_ms", r.timings_ms},
-          {"peak_rss_mb", r.peak_rss_mb}};
-}
-
 struct IngestArgs {
   std::string doc;
   std::string store;
@@ -161,7 +146,7 @@ void register_ingest(CLI::App& app) {
     auto engine = open_engine(cfg);
     const IngestReport r = run_ingest(*engine, *in);
     if (a->json) {
-      std::cout << report_json(r).dump(2) << "\n";
+      std::cout << api::dump(api::to_json(r), 2) << "\n";
     } else {
       std::fprintf(stderr, "ingested %lld tokens (%lld in store) at layer %d: %.0f tok/s, keys %.2fx smaller on disk, peak RSS %.0f MB\n",
                    static_cast<long long>(r.tokens_added), static_cast<long long>(r.total_tokens), r.layer,
@@ -214,16 +199,7 @@ void register_ask(CLI::App& app) {
     auto r = engine->ask(dir, *question, opt);
     if (!r) throw Exception(r.error());
     if (a->json) {
-      nlohmann::json j = {{"answer", r->text},
-                          {"recalled", {{"count", r->recalled}, {"spans", r->spans}}},
-                          {"compressed", r->compressed},
-                          {"timings_ms", r->timings_ms},
-                          {"peak_rss_mb", r->peak_rss_mb},
-                          {"context_tokens", r->context_tokens},
-                          {"prompt_tokens", r->prompt_tokens},
-                          {"generated_tokens", r->generated_tokens},
-                          {"l_R", r->layer}};
-      std::cout << j.dump(2) << "\n";
+      std::cout << api::dump(api::to_json(*r), 2) << "\n";
     } else {
       std::fputs("\n", stdout);
       spdlog::info("recalled {} of {} tokens in {} spans at layer {}; first token after {:.0f} ms", r->recalled,

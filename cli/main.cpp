@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
   ilre::cli::register_ilre_commands(app);
   ilre::cli::register_eval_commands(app);
   ilre::cli::register_model_commands(app);
+  ilre::cli::register_serve_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -18,6 +18,7 @@ std::string_view errc_name(errc code) noexcept {
     case errc::queue_closed: return "queue_closed";
     case errc::out_of_range: return "out_of_range";
     case errc::internal: return "internal";
+    case errc::not_found: return "not_found";
   }
   return "unknown";
 }

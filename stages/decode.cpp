@@ -82,6 +82,7 @@ Result<bool> DecodeStage::produce(engine::Emitter<AnswerPiece>& out) {
   if (ctx_) ctx_->add_items_out(1);
   if (!piece.text.empty()) out.emit(std::move(piece));
   if (stop) {
+    totals_.stopped_at_newline = true;
     done_ = true;
   } else if (totals_.generated < max_tokens_ && session_.n_past() < model_.hparams().n_ctx_train) {
     session_.eval(std::span<const model::TokenId>(&next, 1), logits_);

@@ -21,6 +21,7 @@ struct DecodeTotals {
   double prefill_seconds = 0;
   double generate_seconds = 0;
   bool stopped_at_eog = false;
+  bool stopped_at_newline = false;
 };
 
 // Ends an answer at its first line break after some text, piece by piece as tokens arrive (a piece may

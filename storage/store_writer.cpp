@@ -89,12 +89,21 @@ struct StoreWriter::Impl {
   std::vector<uint16_t> keys16;
   std::vector<float> keys32;
   std::string broken;  // non-empty: a failure left the on-disk state unknown; the writer refuses more work
+  std::optional<Manifest> committed;  // set during a transaction: the manifest on disk
 
   Impl(fs::path d, WriteOptions o, Manifest m, int fd)
       : dir(std::move(d)), options(std::move(o)), io(options.io ? options.io : posix_file_io()),
         manifest(std::move(m)), lock_fd(fd), zc(options.zstd_level) {}
   ~Impl() {
+    if (committed) rollback();
     if (lock_fd >= 0) ::close(lock_fd);
+  }
+
+  void rollback() {
+    if (!committed) return;
+    manifest = std::move(*committed);
+    committed.reset();
+    clean_leftovers();
   }
 
   Result<void> check_usable() const {
@@ -108,6 +117,7 @@ struct StoreWriter::Impl {
   // Rewrites the manifest from `manifest`. If the rename happened but a later step failed, the new
   // manifest is visible but perhaps not durable: the writer stops (broken) rather than guess.
   Result<void> write_manifest() {
+    if (committed) return {};  // a transaction switches the manifest once, at commit
     manifest.updated_at = now_iso8601();
     const std::string text = manifest_to_text(manifest);
     const std::span<const uint8_t> part{reinterpret_cast<const uint8_t*>(text.data()), text.size()};
@@ -343,8 +353,10 @@ Result<void> StoreWriter::write_state(std::span<const uint8_t> blob) {
       return r;
     }
     // Only now that the manifest points at the new file may the old one go (a reader that opened the
-    // store before this call and has not read the state yet will get io_failed naming the old file).
-    if (old) s.io->unlink((s.dir / old->file).string());
+    // store before this call and has not read the state yet will get io_failed naming the old file). In a
+    // transaction the state the disk manifest names stays until commit.
+    const bool on_disk = s.committed && s.committed->state && old && s.committed->state->file == old->file;
+    if (old && !on_disk) s.io->unlink((s.dir / old->file).string());
     return {};
   });
 }
@@ -368,6 +380,31 @@ Result<void> StoreWriter::set_notes(nlohmann::json notes) {
     return {};
   });
 }
+
+void StoreWriter::begin_transaction() {
+  if (!impl_->committed) impl_->committed = impl_->manifest;
+}
+
+Result<void> StoreWriter::commit() {
+  return guarded([&]() -> Result<void> {
+    Impl& s = *impl_;
+    if (!s.committed) return {};
+    if (auto r = s.check_usable(); !r) return r;
+    const std::optional<StateInfo> before = s.committed->state;
+    Manifest on_disk = std::move(*s.committed);
+    s.committed.reset();
+    if (auto r = s.write_manifest(); !r) {
+      if (s.broken.empty()) {  // the old manifest is still the one on disk: stay in the transaction
+        s.committed = std::move(on_disk);
+      }
+      return r;
+    }
+    if (before && (!s.manifest.state || s.manifest.state->file != before->file)) s.io->unlink((s.dir / before->file).string());
+    return {};
+  });
+}
+
+void StoreWriter::rollback() { impl_->rollback(); }
 
 const StoreMeta& StoreWriter::meta() const { return impl_->manifest.meta; }
 int64_t StoreWriter::n_tokens() const { return impl_->manifest.n_tokens; }

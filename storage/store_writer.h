@@ -59,6 +59,14 @@ class StoreWriter {
   // Replaces the free-form "notes" object (must be a JSON object).
   Result<void> set_notes(nlohmann::json notes);
 
+  // All-or-nothing: after begin_transaction() segments and states are written as usual but the manifest on
+  // disk is not switched to them, so readers (and a restart after kill -9) keep seeing the store as it was.
+  // commit() switches the manifest once (durable when it returns); rollback(), or destroying the writer
+  // without commit, removes what the transaction wrote. A daemon's upload that breaks leaves no trace.
+  void begin_transaction();
+  Result<void> commit();
+  void rollback();
+
   const StoreMeta& meta() const;
   int64_t n_tokens() const;  // = the position the next append must start at
   StoreStats stats() const;

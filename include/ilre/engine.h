@@ -28,6 +28,7 @@
 #include <istream>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -69,9 +70,17 @@ struct IngestOptions {
   // prefill chunk are kept in the store, so the next append continues the same token stream exactly.
   // false (default): the document is finished at the end of this call (the CLI's ingest without --keep-open).
   bool keep_open = false;
+  // All or nothing: an ingest that fails, is cancelled or is killed leaves the store exactly as it was
+  // before the call (a daemon's upload that breaks off). Readers see the whole ingest or none of it.
+  bool atomic = false;
   ProgressFn on_progress;       // called a few times a second
   CancelHandle cancel;
 };
+
+// A pull source of document text (a socket, a decompressor): fills up to `capacity` bytes and returns
+// how many, 0 at the end, or -1 when nothing is available yet (it is called again soon; block a few
+// milliseconds at most, so cancels are noticed). An error stops the ingest.
+using TextReader = std::function<Result<int64_t>(char* buffer, int64_t capacity)>;
 
 struct IngestReport {
   std::string store_dir;
@@ -89,11 +98,24 @@ struct IngestReport {
   double peak_rss_mb = 0;
 };
 
+// Per-call overrides of the config's sampling settings (decode.*): a server takes them from each request.
+// Unset fields keep the engine's config.
+struct SamplingOverrides {
+  std::optional<int32_t> max_tokens;
+  std::optional<float> temperature;
+  std::optional<float> top_p;
+  std::optional<int32_t> top_k;
+  std::optional<uint64_t> seed;
+};
+
 struct AskOptions {
   ProgressFn on_progress;
-  // Each generated piece of text as soon as it is sampled; return false to stop generating.
+  // Each generated piece of text as soon as it is sampled; return false to stop generating. Pieces are
+  // whole UTF-8 characters (a character split across tokens arrives in the piece that completes it).
   std::function<bool(std::string_view piece)> on_token;
   CancelHandle cancel;
+  SamplingOverrides sampling;
+  std::optional<int64_t> budget;  // recall budget in tokens (recall.budget)
 };
 
 struct Answer {
@@ -107,8 +129,53 @@ struct Answer {
   int32_t layer = -1;
   std::map<std::string, double> timings_ms;        // per stage busy time, "ttft" and "total"
   double peak_rss_mb = 0;
+  std::string finish_reason;                       // "stop" (end of answer) or "length" (max_tokens)
 };
 
+// What the pipelines' stages have done since the engine opened (for a server's /metrics): busy time of
+// finished runs (monotonic) and the messages waiting in the running ones' queues now.
+struct StageStats {
+  std::string stage;            // "read", "tokenize", "prefill", "spill", "score", "pool", "recall", "decode"
+  double busy_seconds = 0;      // summed over finished runs
+  uint64_t items_out = 0;       // summed over finished runs (bytes, tokens, pieces: the stage's unit)
+  uint64_t queue_depth = 0;     // messages waiting now, over running pipelines
+  int64_t running = 0;          // running pipelines that have this stage
+};
+
+// The loaded model, as a server lists it.
+struct ModelInfo {
+  std::string name;          // general.name, else the file name
+  std::string file;          // path of the GGUF
+  std::string architecture;  // "gemma3", "llama"
+  std::string fingerprint;
+  int64_t context_length = 0;  // trained context (tokens)
+  int64_t vocab_size = 0;
+  int32_t n_layer = 0;
+  int32_t retrieval_layer = -1;
+  bool chat_template = false;  // the GGUF carries a chat template (else the architecture's default is used)
+};
+
+struct ChatMessage {
+  std::string role;  // "system", "user", "assistant"
+  std::string content;
+};
+
+// A direct completion: the prompt through the whole model, no retrieval (it must fit the context).
+struct GenerateOptions {
+  SamplingOverrides sampling;   // max_tokens unset: until the end of the text or the context is full
+  std::vector<std::string> stop;  // the text ends before the first of these; it is not returned
+  ProgressFn on_progress;       // phase "prefill-prompt" while the prompt is read
+  std::function<bool(std::string_view piece)> on_token;  // as AskOptions::on_token
+  CancelHandle cancel;
+};
+
+struct Completion {
+  std::string text;
+  int64_t prompt_tokens = 0;
+  int64_t generated_tokens = 0;
+  std::string finish_reason;    // "stop" (end of text or a stop string) or "length"
+  std::map<std::string, double> timings_ms;  // "prompt", "generate", "ttft", "total"
+};
 // A document's persisted keys and tokens: what `ingest` made and `ask` reads.
 struct Store {
   std::string dir;
@@ -118,6 +185,7 @@ struct Store {
   int64_t tokens = 0;           // document tokens stored
   int64_t segments = 0;
   uint64_t stored_bytes = 0;    // keys + tokens on disk, compressed
+  uint64_t bytes = 0;           // document text ingested (UTF-8 bytes as received)
   bool resumable = false;       // holds the streaming state, so --append can continue it
   bool open = false;            // an open document stream: a tail waits for the next append or close
   int64_t pending_tokens = 0;   // tokens of that tail (not yet in the keys; asks see the keys only)
@@ -139,6 +207,18 @@ class ILRE_API Engine : public std::enable_shared_from_this<Engine> {
   int32_t retrieval_layer() const;
   // Recall budget in tokens for a query of n_query tokens (config or 75% of the trained context).
   int64_t recall_budget(int64_t n_query) const;
+  ModelInfo model_info() const;
+  std::vector<StageStats> stage_stats() const;
+
+  // Text -> token ids as the model's tokenizer makes them (BOS as its metadata says). parse_special: text
+  // such as "<start_of_turn>" becomes that special token (chat prompts).
+  Result<std::vector<int32_t>> tokenize(std::string_view text, bool parse_special = false) const;
+  // The conversation in the model's chat template (from the GGUF), ending where the reply starts. The
+  // text contains special-token text: tokenize it with parse_special.
+  Result<std::string> chat_prompt(const std::vector<ChatMessage>& messages) const;
+  // Runs prompt (token ids) through the whole model and samples a continuation. Errors with out_of_range
+  // when the prompt does not fit the trained context; the answer stops when the context is full.
+  Result<Completion> complete(const std::vector<int32_t>& prompt, GenerateOptions options);
 
   // path "-" reads stdin.
   Result<IngestReport> ingest_file(const std::string& path, const std::string& store_dir, IngestOptions options);
@@ -177,6 +257,7 @@ class ILRE_API DocumentStream {
   const std::string& dir() const;
   Result<IngestReport> append(std::string_view text, IngestOptions options = {});
   Result<IngestReport> append(std::istream& text, IngestOptions options = {});
+  Result<IngestReport> append(TextReader reader, IngestOptions options = {});
   // Finishes the document: the held-back tail is tokenised (EOS if the model adds one) and prefilled.
   // Appending after close continues the document with a fresh tokenizer (as the CLI's --append).
   Result<IngestReport> close(IngestOptions options = {});

@@ -32,6 +32,7 @@ enum class errc {
   queue_closed,       // a pipeline queue was closed while an actor waited on it
   out_of_range,       // a position, token id or size outside what the model/store allows
   internal,           // a broken invariant inside ilre: always a bug
+  not_found,          // a named thing (a document, a store) does not exist
 };
 
 ILRE_API std::string_view errc_name(errc code) noexcept;

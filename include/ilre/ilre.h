@@ -86,7 +86,8 @@ typedef enum ilre_status {
   ILRE_E_CANCELLED = 10,       /* ilre_cancel_request, or a deadline, stopped the work */
   ILRE_E_QUEUE_CLOSED = 11,    /* a pipeline queue closed while an actor waited on it */
   ILRE_E_OUT_OF_RANGE = 12,    /* a position, token id or size outside what the model/store allows */
-  ILRE_E_INTERNAL = 13         /* a broken invariant inside ilre (or out of memory): always a bug */
+  ILRE_E_INTERNAL = 13,        /* a broken invariant inside ilre (or out of memory): always a bug */
+  ILRE_E_NOT_FOUND = 14        /* a named thing (a document, a store) does not exist */
 } ilre_status;
 
 /* Opaque handles. */

@@ -1,0 +1,121 @@
+#include "daemon/documents.h"
+
+#include <spdlog/spdlog.h>
+
+#include <filesystem>
+#include <random>
+
+namespace fs = std::filesystem;
+
+namespace ilre::daemon {
+namespace {
+constexpr const char* kScratch = ".scratch";
+constexpr const char* kTrash = ".trash";
+
+std::string random_suffix() {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::random_device rd;
+  std::string s;
+  for (int i = 0; i < 12; ++i) s += kHex[rd() & 15];
+  return s;
+}
+}  // namespace
+
+Documents::Documents(std::shared_ptr<Engine> engine, std::string data_dir)
+    : engine_(std::move(engine)), data_dir_(std::move(data_dir)) {}
+
+bool Documents::valid_id(const std::string& id) {
+  if (id.empty() || id.size() > 128 || id[0] == '.' || id[0] == '-') return false;
+  for (const char c : id) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+std::string Documents::scratch_dir() const { return (fs::path(data_dir_) / kScratch).string(); }
+
+Result<size_t> Documents::load() {
+  std::error_code ec;
+  fs::create_directories(data_dir_, ec);
+  if (ec) return make_error(errc::io_failed, "cannot create the data directory '" + data_dir_ + "': " + ec.message());
+  fs::remove_all(fs::path(data_dir_) / kScratch, ec);
+  fs::remove_all(fs::path(data_dir_) / kTrash, ec);
+  std::lock_guard<std::mutex> lock(mutex_);
+  for (fs::directory_iterator it(data_dir_, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string id = it->path().filename().string();
+    if (!it->is_directory() || !valid_id(id)) continue;
+    if (!fs::exists(it->path() / "manifest.json")) {
+      // A create that was killed before its manifest was written: no document was acknowledged.
+      spdlog::warn("removing '{}': a store directory without a manifest", it->path().string());
+      fs::remove_all(it->path(), ec);
+      ec.clear();
+      continue;
+    }
+    auto store = engine_->open_store(it->path().string());
+    if (!store) {
+      spdlog::warn("skipping document '{}': {}", id, store.error().what());
+      continue;
+    }
+    auto doc = std::make_shared<Document>();
+    doc->id = id;
+    doc->dir = it->path().string();
+    docs_[id] = std::move(doc);
+  }
+  if (ec) return make_error(errc::io_failed, "cannot list '" + data_dir_ + "': " + ec.message());
+  return docs_.size();
+}
+
+Result<Documents::Created> Documents::create(const std::string& wanted) {
+  std::string id = wanted.empty() ? "doc-" + random_suffix() : wanted;
+  if (!valid_id(id)) {
+    return make_error(errc::invalid_argument,
+                      "document id '" + id + "' must be 1-128 characters of A-Z a-z 0-9 . _ - and not start with . or -");
+  }
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (docs_.count(id)) return Created{docs_[id], true};
+  auto doc = std::make_shared<Document>();
+  doc->id = id;
+  doc->dir = (fs::path(data_dir_) / id).string();
+  auto stream = engine_->open_stream(doc->dir);
+  if (!stream) return tl::unexpected(stream.error());
+  doc->stream = std::move(*stream);
+  docs_[id] = doc;
+  return Created{std::move(doc), false};
+}
+
+std::shared_ptr<Document> Documents::find(const std::string& id) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  const auto it = docs_.find(id);
+  return it == docs_.end() ? nullptr : it->second;
+}
+
+std::vector<std::shared_ptr<Document>> Documents::list() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  std::vector<std::shared_ptr<Document>> out;
+  for (const auto& [id, d] : docs_) out.push_back(d);
+  return out;
+}
+
+Result<void> Documents::remove(const std::string& id) {
+  auto doc = find(id);
+  if (!doc) return make_error(errc::not_found, "no document '" + id + "'");
+  std::unique_lock<std::mutex> write(doc->write_mutex, std::try_to_lock);
+  if (!write.owns_lock()) return make_error(errc::invalid_argument, "document '" + id + "' has an append running");
+  doc->stream.reset();  // releases the store's writer lock
+  // Renamed away first, so the document vanishes at once and a crash mid-delete leaves no half store.
+  std::error_code ec;
+  const fs::path trash = fs::path(data_dir_) / kTrash;
+  fs::create_directories(trash, ec);
+  const fs::path gone = trash / (id + "-" + random_suffix());
+  fs::rename(doc->dir, gone, ec);
+  if (ec) return make_error(errc::io_failed, "cannot remove document '" + id + "': " + ec.message());
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    docs_.erase(id);
+  }
+  fs::remove_all(gone, ec);
+  return {};
+}
+
+}  // namespace ilre::daemon
