@@ -50,9 +50,6 @@ void register_serve_command(CLI::App& app) {
     opts.service.max_body_bytes = static_cast<uint64_t>(*max_body_mb) << 20;
     opts.server.header_timeout = std::chrono::seconds(*timeout);
     opts.grace = std::chrono::seconds(*grace);
-    // The executor multiplexes every pipeline; an upload's read stage waits on its client, so give the
-    // daemon room for one waiting stage per ingest slot beside the compute.
-    opts.config.pipeline.executor_threads = std::max(opts.config.pipeline.executor_threads, 2 + opts.service.parallel);
     const int code = daemon::run_daemon(std::move(opts));
     if (code != 0) std::exit(code);
   });

@@ -77,6 +77,9 @@ Result<Documents::Created> Documents::create(const std::string& wanted) {
   auto doc = std::make_shared<Document>();
   doc->id = id;
   doc->dir = (fs::path(data_dir_) / id).string();
+  // A directory this daemon did not list at start (copied in, or another daemon's on a shared disk) is
+  // not silently adopted.
+  if (std::error_code ec; fs::exists(doc->dir, ec)) return Created{nullptr, true};
   auto stream = engine_->open_stream(doc->dir);
   if (!stream) return tl::unexpected(stream.error());
   doc->stream = std::move(*stream);
@@ -87,7 +90,14 @@ Result<Documents::Created> Documents::create(const std::string& wanted) {
 std::shared_ptr<Document> Documents::find(const std::string& id) const {
   std::lock_guard<std::mutex> lock(mutex_);
   const auto it = docs_.find(id);
-  return it == docs_.end() ? nullptr : it->second;
+  if (it == docs_.end()) return nullptr;
+  // A store removed behind the daemon's back (a shared data dir, an operator) is an unknown document.
+  std::error_code ec;
+  if (!fs::exists(fs::path(it->second->dir) / "manifest.json", ec)) {
+    docs_.erase(it);
+    return nullptr;
+  }
+  return it->second;
 }
 
 std::vector<std::shared_ptr<Document>> Documents::list() const {

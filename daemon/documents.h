@@ -54,7 +54,7 @@ class Documents {
   std::shared_ptr<Engine> engine_;
   std::string data_dir_;
   mutable std::mutex mutex_;
-  std::map<std::string, std::shared_ptr<Document>> docs_;
+  mutable std::map<std::string, std::shared_ptr<Document>> docs_;  // find() forgets vanished stores
 };
 
 }  // namespace ilre::daemon

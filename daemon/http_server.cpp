@@ -319,6 +319,22 @@ void write_raw(int fd, int status, std::string_view reason, std::string_view mes
   (void)::send(fd, text.data(), text.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
 }
 
+// Closes without losing the last response: input the client is still sending would make the kernel answer
+// with a reset that can discard the response before the client reads it, so half-close and drain first.
+void lingering_close(int fd) {
+  ::shutdown(fd, SHUT_WR);
+  char sink[16 << 10];
+  const auto until = Clock::now() + std::chrono::milliseconds(500);
+  size_t drained = 0;
+  while (Clock::now() < until && drained < (4u << 20)) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 50) <= 0) continue;
+    const ssize_t n = ::recv(fd, sink, sizeof(sink), 0);
+    if (n <= 0) break;
+    drained += static_cast<size_t>(n);
+  }
+}
+
 }  // namespace
 
 bool secrets_equal(std::string_view a, std::string_view b) noexcept {
@@ -399,6 +415,7 @@ void HttpServer::run() {
     active_.fetch_add(1);
     std::thread([this, fd, remote = std::string(host)] {
       serve_connection(fd, remote);
+      lingering_close(fd);
       ::close(fd);
       std::lock_guard<std::mutex> lock(mutex_);
       active_.fetch_sub(1);

@@ -359,6 +359,7 @@ void Service::dispatch(Exchange& ex, Route& route) {
     };
     const openai::Response r = name == "/v1/chat/completions" ? openai::chat_completions(engine, *body, ctx)
                                                               : openai::completions(engine, *body, ctx);
+    slot.reset();  // before the answer goes out: the client's next request may follow at once
     if (r.status == 200) metrics_->asks.Increment();
     if (r.streamed) return ex.end_events();
     return ex.respond(r.status, r.body, "application/json", r.headers);
@@ -476,6 +477,9 @@ void Service::dispatch(Exchange& ex, Route& route) {
       }
     }
     doc->appending = false;
+    // The next append of this client may come the moment it reads the answer: free the document first.
+    write.unlock();
+    slot.reset();
     if (!rep) return respond_error(ex, rep.error());
     metrics_->ingested.Increment(static_cast<double>(rep->tokens_added));
     metrics_->ingest_rate.Set(rep->tokens_per_second);
@@ -524,6 +528,7 @@ void Service::dispatch(Exchange& ex, Route& route) {
     };
   }
   auto a = engine.ask(doc->dir, q->get<std::string>(), opt);
+  slot.reset();
   if (!a) {
     if (!stream || ex.status() == 0) return respond_error(ex, a.error());
     ex.send_event(openai::error_response(a.error()).body);
