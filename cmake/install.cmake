@@ -1,7 +1,7 @@
 # `cmake --install build --prefix P` installs the package an embedder uses:
 #   P/bin/ilre                                the program
 #   P/lib/libilre.so.*                        the library (the public API of include/ilre/, internals hidden)
-#   P/include/ilre/*.h                        the public headers (C++ and the C API ilre.h)
+#   P/include/ilre/*.h                        the public headers (C++, the OpenAI request handling, the C API ilre.h)
 #   P/lib/cmake/ilre/ilreConfig*.cmake        find_package(ilre 0.2 CONFIG REQUIRED) -> ilre::ilre
 #   P/lib/pkgconfig/ilre.pc                   pkg-config --cflags --libs ilre
 #   P/share/ilre/configs/                     reference.yaml and the calibrated l_R per model
@@ -13,7 +13,7 @@ install(TARGETS ilre_shared EXPORT ilreTargets
         LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
         INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 install(FILES include/ilre/engine.h include/ilre/config.h include/ilre/error.h include/ilre/export.h
-              include/ilre/ilre.h ${PROJECT_BINARY_DIR}/include/ilre/version.h
+              include/ilre/ilre.h include/ilre/openai.h ${PROJECT_BINARY_DIR}/include/ilre/version.h
         DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/ilre)
 install(FILES configs/reference.yaml DESTINATION ${CMAKE_INSTALL_DATADIR}/ilre/configs)
 install(DIRECTORY configs/models DESTINATION ${CMAKE_INSTALL_DATADIR}/ilre/configs FILES_MATCHING PATTERN "*.yaml")

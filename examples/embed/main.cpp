@@ -6,6 +6,7 @@
 // Settings are configs/reference.yaml keys ("recall.budget=2048"). Prints one JSON-ish line per step and
 // exits non-zero on any unexpected result, so CI can run it.
 #include <ilre/engine.h>
+#include <ilre/openai.h>
 
 #include <atomic>
 #include <chrono>
@@ -140,6 +141,19 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "embed: the parts do not add up to the whole document\n");
       return 1;
     }
+  }
+  // 5. An OpenAI chat request answered over the stored document, as the daemon answers it.
+  {
+    ilre::openai::RequestContext ctx;
+    const std::string store = argv[3];
+    ctx.document_store = [&store](const std::string&) -> ilre::Result<std::string> { return store; };
+    const auto r = ilre::openai::chat_completions(
+        *engine, R"({"messages":[{"role":"user","content":"Who went to the park?"}],"ilre":{"document":"book"}})", ctx);
+    if (r.status != 200) {
+      std::fprintf(stderr, "embed: chat completion: %d %s\n", r.status, r.body.c_str());
+      return 1;
+    }
+    std::printf("openai: %.120s\n", r.body.c_str());
   }
   std::printf("peak RSS %.1f MB\n", ilre::peak_rss_mb());
   return 0;

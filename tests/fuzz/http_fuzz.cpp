@@ -26,6 +26,10 @@
 // JSON but the last, which is "[DONE]", and, over HTTP, every request answered exactly once (a respond()
 // after events, a second respond() or none at all is a finding). A violation prints what and abort()s.
 //
+// ILRE_HTTP_FUZZ_KNOWN=1 lets the fuzzer get past two findings that are reported but not fixed yet, which it
+// otherwise hits within seconds: a nlohmann::json exception escaping the OpenAI request parser (a 500 over
+// HTTP), and the UB of an ask's negative or huge "seed" (daemon/service.cpp; that body's seed is set to 0).
+//
 // Built with -DILRE_HTTP_FUZZ_SEEDS (and without -fsanitize=fuzzer) the same file is `http_fuzz_seeds`,
 // which writes a seed corpus (valid requests of every route, pipelines, chunked uploads, OpenAI bodies of
 // each path) and, if asked, a dictionary; every seed is run through the oracle and its statuses printed.
@@ -75,6 +79,9 @@ using ilre::daemon::Exchange;
 // Inputs above this are refused: 64 KiB of text is already a few seconds of prefill under ASan.
 constexpr size_t kMaxInput = 64 << 10;
 constexpr const char* kApiKey = "fuzz-key";
+bool g_known = false;  // ILRE_HTTP_FUZZ_KNOWN: tolerate the reported findings (top of the file)
+
+bool known_json_escape(std::string_view text) { return g_known && text.find("[json.exception.") != std::string_view::npos; }
 
 [[noreturn]] void fail(const std::string& what, std::string_view detail = {}) {
   std::fprintf(stderr, "\n==http_fuzz== %s\n", what.c_str());
@@ -169,6 +176,8 @@ void reset_documents() {
 ilre::daemon::Handler checked_handler(ilre::daemon::Service* service);
 
 void init() {
+  const char* known = std::getenv("ILRE_HTTP_FUZZ_KNOWN");
+  g_known = known && *known && std::string_view(known) != "0";
   const char* level = std::getenv("ILRE_FUZZ_LOG");
   spdlog::set_level(level && *level ? spdlog::level::from_str(level) : spdlog::level::off);
   World& w = world();
@@ -253,7 +262,21 @@ class CheckedExchange final : public Exchange {
   std::optional<std::string> query(std::string_view key) const override { return in_.query(key); }
   std::optional<std::string> header(std::string_view name) const override { return in_.header(name); }
   std::string remote() const override { return in_.remote(); }
-  ilre::Result<std::string> read_body(uint64_t limit) override { return in_.read_body(limit); }
+  ilre::Result<std::string> read_body(uint64_t limit) override {
+    auto body = in_.read_body(limit);
+    if (g_known && body && in_.path().ends_with("/ask")) {
+      // service.cpp casts the seed's double to uint64_t unchecked: UB outside [0, 2^64).
+      json j = json::parse(*body, nullptr, false);
+      if (j.is_object() && j.contains("seed") && j["seed"].is_number()) {
+        const double v = j["seed"].get<double>();
+        if (!(v > -1.0 && v < 18446744073709551616.0)) {
+          j["seed"] = 0;
+          *body = j.dump();
+        }
+      }
+    }
+    return body;
+  }
   ilre::Result<int64_t> read_body_some(char* buffer, int64_t capacity, std::chrono::milliseconds wait) override {
     return in_.read_body_some(buffer, capacity, wait);
   }
@@ -269,6 +292,9 @@ class CheckedExchange final : public Exchange {
       case 200: case 201: case 204: case 400: case 401: case 404: case 405: case 409: case 413: case 499: case 503:
       case 507:
         break;
+      case 500:
+        if (known_json_escape(body)) break;
+        [[fallthrough]];
       default:
         fail(where + "status outside the API's", body);
     }
@@ -366,13 +392,15 @@ void check_responses(const std::string& bytes) {
     p.eager(true);
     p.body_limit(std::numeric_limits<std::uint64_t>::max());
     p.header_limit(1 << 20);
-    boost::beast::error_code ec;
-    const size_t n = p.put(boost::asio::buffer(bytes.data() + off, bytes.size() - off), ec);
-    off += n;
-    if (ec || !p.is_header_done()) return;
+    const size_t start = off;
+    while (!p.is_done()) {
+      boost::beast::error_code ec;
+      const size_t n = p.put(boost::asio::buffer(bytes.data() + off, bytes.size() - off), ec);
+      off += n;
+      if (ec || n == 0) return;
+    }
     const int status = static_cast<int>(p.get().result_int());
-    FUZZ_CHECK(status != 500, bytes.substr(off - n, 2000));
-    if (!p.is_done()) return;
+    FUZZ_CHECK(status != 500 || known_json_escape(p.get().body()), bytes.substr(start, 2000));
   }
 }
 
@@ -439,6 +467,7 @@ std::string run_openai(const uint8_t* data, size_t size) {
   try {
     r = text_kind ? ilre::openai::completions(*w.engine, body, ctx) : ilre::openai::chat_completions(*w.engine, body, ctx);
   } catch (const std::exception& e) {
+    if (known_json_escape(e.what())) return "known: " + std::string(e.what());
     fail(std::string("an exception escaped ") + (text_kind ? "completions" : "chat_completions") + ": " + e.what(), body);
   }
   const std::string where = std::string(text_kind ? "completions" : "chat_completions") + " -> " + std::to_string(r.status);

@@ -14,7 +14,7 @@ fail() { echo "FAIL $*"; exit 1; }
 
 cmake --install "$build" --prefix "$prefix" > "$work/install.log" || { cat "$work/install.log"; fail "cmake --install"; }
 for f in bin/ilre lib/libilre.so include/ilre/engine.h include/ilre/config.h include/ilre/error.h \
-         include/ilre/export.h include/ilre/version.h include/ilre/ilre.h lib/cmake/ilre/ilreConfig.cmake \
+         include/ilre/export.h include/ilre/version.h include/ilre/ilre.h include/ilre/openai.h lib/cmake/ilre/ilreConfig.cmake \
          lib/cmake/ilre/ilreConfigVersion.cmake lib/cmake/ilre/ilreTargets.cmake lib/pkgconfig/ilre.pc \
          share/ilre/configs/reference.yaml; do
   [ -e "$prefix/$f" ] || fail "installed file missing: $f"
@@ -54,6 +54,7 @@ done > "$work/doc.txt"
   > "$work/embed.out" 2>&1 || { cat "$work/embed.out"; fail "examples/embed run"; }
 grep -q "cancelled ask: cancelled" "$work/embed.out" || { cat "$work/embed.out"; fail "embed: no cancellation"; }
 grep -q "^stream: .* in 5 parts" "$work/embed.out" || { cat "$work/embed.out"; fail "embed: no stream"; }
+grep -q "^openai: {\"choices\":\[{\"finish_reason\"" "$work/embed.out" || { cat "$work/embed.out"; fail "embed: no OpenAI chat completion"; }
 echo "ok   examples/embed: ingest, streamed answers, a cancel from another thread, a stream appended while asked"
 
 # A C program through pkg-config, against the C API.
