@@ -36,6 +36,10 @@ void register_serve_command(CLI::App& app) {
   cmd->add_option("--timeout", *timeout, "seconds a client has to send a request head (slow clients are closed)")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{3600}));
+  auto idle = std::make_shared<int64_t>(30);
+  cmd->add_option("--idle-timeout", *idle, "seconds a keep-alive connection may stay idle, and the longest pause inside a body")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{86400}));
   cmd->add_option("--grace", *grace, "seconds running requests may finish after SIGTERM before they are cancelled")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{0}, int64_t{86400}));
@@ -49,6 +53,7 @@ void register_serve_command(CLI::App& app) {
     }
     opts.service.max_body_bytes = static_cast<uint64_t>(*max_body_mb) << 20;
     opts.server.header_timeout = std::chrono::seconds(*timeout);
+    opts.server.idle_timeout = std::chrono::seconds(*idle);
     opts.grace = std::chrono::seconds(*grace);
     const int code = daemon::run_daemon(std::move(opts));
     if (code != 0) std::exit(code);

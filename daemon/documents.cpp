@@ -66,7 +66,7 @@ Result<size_t> Documents::load() {
   return docs_.size();
 }
 
-Result<Documents::Created> Documents::create(const std::string& wanted) {
+Result<Documents::Created> Documents::create(const std::string& wanted, bool staged) {
   std::string id = wanted.empty() ? "doc-" + random_suffix() : wanted;
   if (!valid_id(id)) {
     return make_error(errc::invalid_argument,
@@ -80,6 +80,12 @@ Result<Documents::Created> Documents::create(const std::string& wanted) {
   // A directory this daemon did not list at start (copied in, or another daemon's on a shared disk) is
   // not silently adopted.
   if (std::error_code ec; fs::exists(doc->dir, ec)) return Created{nullptr, true};
+  if (staged) {
+    std::error_code ec;
+    fs::create_directories(scratch_dir(), ec);
+    doc->dir = (fs::path(scratch_dir()) / ("create-" + id + "-" + random_suffix())).string();
+    doc->staged = true;
+  }
   auto stream = engine_->open_stream(doc->dir);
   if (!stream) return tl::unexpected(stream.error());
   doc->stream = std::move(*stream);
@@ -87,10 +93,22 @@ Result<Documents::Created> Documents::create(const std::string& wanted) {
   return Created{std::move(doc), false};
 }
 
+Result<void> Documents::publish(Document& doc) {
+  const fs::path final_dir = fs::path(data_dir_) / doc.id;
+  doc.stream.reset();  // it names the staging folder; the next append reopens the published store
+  std::error_code ec;
+  fs::rename(doc.dir, final_dir, ec);
+  if (ec) return make_error(errc::io_failed, "cannot publish document '" + doc.id + "': " + ec.message());
+  std::lock_guard<std::mutex> lock(mutex_);
+  doc.dir = final_dir.string();
+  doc.staged = false;
+  return {};
+}
+
 std::shared_ptr<Document> Documents::find(const std::string& id) const {
   std::lock_guard<std::mutex> lock(mutex_);
   const auto it = docs_.find(id);
-  if (it == docs_.end()) return nullptr;
+  if (it == docs_.end() || it->second->staged) return nullptr;
   // A store removed behind the daemon's back (a shared data dir, an operator) is an unknown document.
   std::error_code ec;
   if (!fs::exists(fs::path(it->second->dir) / "manifest.json", ec)) {
@@ -108,7 +126,19 @@ std::vector<std::shared_ptr<Document>> Documents::list() const {
 }
 
 Result<void> Documents::remove(const std::string& id) {
-  auto doc = find(id);
+  std::shared_ptr<Document> doc;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    const auto it = docs_.find(id);
+    if (it != docs_.end() && it->second->staged) {  // a create that did not complete
+      std::error_code ec;
+      it->second->stream.reset();
+      fs::remove_all(it->second->dir, ec);
+      docs_.erase(it);
+      return {};
+    }
+  }
+  doc = find(id);
   if (!doc) return make_error(errc::not_found, "no document '" + id + "'");
   std::unique_lock<std::mutex> write(doc->write_mutex, std::try_to_lock);
   if (!write.owns_lock()) return make_error(errc::invalid_argument, "document '" + id + "' has an append running");

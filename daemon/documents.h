@@ -23,6 +23,7 @@ struct Document {
   std::atomic<bool> appending{false};
   std::atomic<int64_t> append_bytes{0};      // progress of the running append
   std::atomic<int64_t> append_tokens{0};
+  bool staged = false;                       // being created with its first text: not visible yet
 };
 
 class Documents {
@@ -39,7 +40,10 @@ class Documents {
     std::shared_ptr<Document> doc;
     bool exists = false;
   };
-  Result<Created> create(const std::string& id);
+  // staged: the store is made in the scratch folder and the document stays invisible (404) until
+  // publish(), so a create with text that fails or is killed leaves nothing behind.
+  Result<Created> create(const std::string& id, bool staged = false);
+  Result<void> publish(Document& doc);
   std::shared_ptr<Document> find(const std::string& id) const;
   std::vector<std::shared_ptr<Document>> list() const;
   // Removes the document and its store; errc::invalid_argument while an append runs (the caller says 409).

@@ -342,6 +342,13 @@ void Service::dispatch(Exchange& ex, Route& route) {
                  ? respond_error(ex, 413, body.error().message, "invalid_request_error", "body_too_large")
                  : respond_error(ex, 400, body.error().message, "invalid_request_error", "bad_body");
     }
+    {
+      // Only for the access log (the handler parses the request itself): which document it asks over.
+      const json j = json::parse(*body, nullptr, false);
+      if (j.is_object() && j.contains("ilre") && j["ilre"].is_object() && j["ilre"].value("document", json()).is_string()) {
+        route.parsed.document = j["ilre"]["document"].get<std::string>();
+      }
+    }
     Tracked tracked(mutex_, running_);
     auto slot = asks_.acquire([&] { return ex.client_gone(); });
     if (!slot) return busy(ex, "all answer slots are taken");
@@ -385,7 +392,7 @@ void Service::dispatch(Exchange& ex, Route& route) {
       text = (*body)["text"].get<std::string>();
     }
     route.parsed.document = id;
-    auto created = docs.create(id);
+    auto created = docs.create(id, text && !text->empty());
     if (!created) return respond_error(ex, created.error());
     if (created->exists) return respond_error(ex, 409, "document '" + id + "' exists", "invalid_request_error", "exists");
     Document& doc = *created->doc;
@@ -405,6 +412,9 @@ void Service::dispatch(Exchange& ex, Route& route) {
       opt.atomic = true;
       opt.cancel = tracked.handle();
       auto rep = doc.stream->append(*text, opt);
+      if (rep) {
+        if (auto p = docs.publish(doc); !p) rep = tl::unexpected(p.error());
+      }
       write.unlock();
       if (!rep) {
         (void)docs.remove(doc.id);

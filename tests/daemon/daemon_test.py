@@ -432,8 +432,55 @@ def group_crash(work):
                 check("after kill -9, %s answers as before" % doc, a["answer"] == answers[doc], (a, answers[doc]))
             status, _, raw = d2.request("POST", "/v1/documents/doc0/append", body=words(500, 5))
             check("a store killed mid-append takes appends again", status == 200, raw)
+            if status == 200:
+                acknowledged["doc0"] = json.loads(raw)
+                answers["doc0"] = d2.json("POST", "/v1/documents/doc0/ask", q)[1]["answer"]
         finally:
             check("SIGTERM exits 0 after restart", d2.stop() == 0, d2.logs()[-2000:])
+        # Killed at several more moments: creating a document with text, appending, closing, deleting.
+        rnd = random.Random(3)
+        for round_ in range(4):
+            dn = Daemon(data)
+            new_id = "late%d" % round_
+            actions = [lambda: dn.request("POST", "/v1/documents", {"id": new_id, "text": words(8000, round_)}),
+                       lambda: dn.request("POST", "/v1/documents/doc1/append", body=words(30000, 50 + round_)),
+                       lambda: dn.request("POST", "/v1/documents/doc2/close"),
+                       lambda: dn.request("DELETE", "/v1/documents/" + new_id)]
+            results = []
+
+            def act():
+                try:
+                    results.append(actions[round_]())
+                except OSError:
+                    pass
+
+            t = threading.Thread(target=act)
+            t.start()
+            time.sleep(rnd.uniform(0.0, 0.3))
+            dn.proc.kill()
+            dn.proc.wait()
+            t.join()
+            dn.log.close()
+            acked = results[0][0] if results else None
+            dr = Daemon(data)
+            try:
+                for doc, ack in acknowledged.items():
+                    st = dr.json("GET", "/v1/documents/" + doc)[1]
+                    if doc == "doc1" and round_ == 1 and acked == 200:
+                        ack = json.loads(results[0][2])
+                        acknowledged[doc] = ack
+                        answers[doc] = dr.json("POST", "/v1/documents/%s/ask" % doc, q)[1]["answer"]
+                    if doc == "doc2" and round_ == 2 and acked == 200:
+                        acknowledged[doc] = ack = json.loads(results[0][2])
+                        answers[doc] = dr.json("POST", "/v1/documents/%s/ask" % doc, q)[1]["answer"]
+                    ok = st.get("tokens") == ack["tokens"] and st.get("pending_tokens") == ack["pending_tokens"]
+                    a = dr.json("POST", "/v1/documents/%s/ask" % doc, q)[1]
+                    check("kill -9 round %d (%s): %s intact and answering as before" % (round_, ["create", "append", "close", "delete"][round_], doc),
+                          ok and a.get("answer") == answers[doc], (st, ack, a, answers[doc], acked))
+                status, lst = dr.json("GET", "/v1/documents")
+                check("kill -9 round %d: every listed store opens" % round_, status == 200 and all("error" not in x for x in lst["data"]), lst)
+            finally:
+                dr.stop()
     finally:
         if d.proc.poll() is None:
             d.stop()

@@ -198,15 +198,16 @@ all=$(printf '%s\n' "${ids[@]}" | sort)
 [ "$(sort <<< "$held_a"$'\n'"$held_b" | grep .)" = "$all" ] && ok "every document is on one daemon" ||
   bad "the daemons hold [$(echo $held_a $held_b)], expected [$(echo $all)]"
 
-# From the logs: every request naming a document went to the daemon that holds it, 5 each (create,
-# append, chunked append, ask, get), and each daemon answered one chat completion per document it holds.
+# From the logs: every request naming a document went to the daemon that holds it, 6 each (create,
+# append, chunked append, ask, get, and the chat completion over it, which the daemon logs with doc= too),
+# and each daemon answered one chat completion per document it holds.
 routing_ok=1
 for id in "${ids[@]}"; do
   in_a=$(grep -c " doc=$id\$" "$work/a.log")
   in_b=$(grep -c " doc=$id\$" "$work/b.log")
   if grep -qx -- "$id" <<< "$held_a"; then mine=$in_a other=$in_b; else mine=$in_b other=$in_a; fi
-  if [ "$mine" != 5 ] || [ "$other" != 0 ]; then
-    bad "requests for $id: $mine on its daemon, $other on the other (expected 5 and 0)"
+  if [ "$mine" != 6 ] || [ "$other" != 0 ]; then
+    bad "requests for $id: $mine on its daemon, $other on the other (expected 6 and 0)"
     routing_ok=0
   fi
 done
