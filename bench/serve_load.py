@@ -24,6 +24,7 @@ import http.client
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -54,6 +55,18 @@ def wait_for_file(path, seconds=120):
             raise SystemExit(f"{path} is missing (waited {seconds} s)")
         log(f"waiting for {path} ...")
         time.sleep(5)
+
+
+def wait_quiet(limit_s, cores=0.25, probe_s=3.0):
+    """Waits (at most limit_s) until the machine's other work uses under `cores` cores over probe_s seconds."""
+    deadline = time.time() + limit_s
+    while True:
+        m0 = machine_busy_seconds()
+        time.sleep(probe_s)
+        used = (machine_busy_seconds() - m0) / probe_s
+        if used < cores or time.time() > deadline:
+            return round(used, 2)
+        log(f"machine busy ({used:.2f} cores in use); waiting ...")
 
 
 def cpu_info():
@@ -323,12 +336,18 @@ def cli_ingest(ilre, model, doc, store, sets=()):
     for s in sets:
         cmd += ["--set", s]
     t0 = time.time()
+    m0 = machine_busy_seconds()
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     r = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     wall = time.time() - t0
+    own = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
+    other = max(0.0, machine_busy_seconds() - m0 - own)
     j = json.loads(r.stdout)
     shutil.rmtree(store, ignore_errors=True)
     return {"command": " ".join(cmd), "tokens": j.get("total_tokens"), "tokens_per_second": j.get("tokens_per_second"),
-            "peak_rss_mb": j.get("peak_rss_mb"), "wall_s": round(wall, 2)}
+            "peak_rss_mb": j.get("peak_rss_mb"), "wall_s": round(wall, 2), "cpu_s": round(own, 2),
+            "other_cores": round(other / wall, 2) if wall > 0 else None}
 
 
 def op_ingest(client, doc_id, parts, rec):
@@ -503,7 +522,9 @@ def llama_server_chat(args, n, stats):
             if proc.poll() is not None or time.time() > deadline:
                 return {"ran": False, "reason": f"llama_cpp.server did not start (see {logf.name})"}
             time.sleep(0.2)
+        cpu = CpuWindow(proc.pid)
         r = chat_run(port, n, args.chat_max_tokens, None, stats, "llama_chat")
+        r["cpu"] = cpu.stop()
         r.update({"ran": True, "version": probe.stdout.strip(), "command": " ".join(cmd)})
         return r
     finally:
@@ -577,7 +598,9 @@ def mode_load(args, result):
             ready += new_docs
         log(f"chat: {args.chat_n} completions ...")
         t0 = time.time()
+        cpu = CpuWindow(daemon.pid)
         result["chat_ilre"] = chat_run(daemon.port, args.chat_n, args.chat_max_tokens, None, stats, "chat")
+        result["chat_ilre"]["cpu"] = cpu.stop()
         result["chat_ilre"]["peak_rss_mb"] = mb(sampler.peak(t0, time.time()))
         metrics = daemon.metrics()
         result["metrics_requests"] = [l for l in metrics.splitlines() if l.startswith("ilre_http_requests_total")]
@@ -602,7 +625,7 @@ def mode_load(args, result):
     result["cli_tokens_per_second_mean"] = cli_rate
     rows = [("seed (1 ingest)", seed)] + [(f"K={w['k']}", w) for w in result["windows"]]
     hdr = ("window", "ops i/a", "ask p50 ms", "ask p99 ms", "e2e p99 ms", "ttft p50 ms", "right", "ingest tok/s",
-           "vs CLI", "peak RSS MB", "errors", "busy 503")
+           "vs CLI", "peak RSS MB", "errors", "busy 503", "other cores")
     lines = ["| " + " | ".join(hdr) + " |", "|" + "---|" * len(hdr)]
     for name, w in rows:
         ing = w["ingest"]
@@ -613,19 +636,21 @@ def mode_load(args, result):
             name, f"{w['ops']['ingest']}/{w['ops']['ask']}", fmt(a["latency_p50_ms"]), fmt(a["latency_p99_ms"]),
             fmt(a["e2e_p99_ms"]), fmt(a["ttft_p50_ms"]), f"{a['right']}/{a['n']}" if a["n"] else "-", fmt(rate),
             fmt(w["ingest_vs_cli"], 3), fmt(w["peak_rss_mb"], 1), str(w["errors"]),
-            ", ".join(f"{k2} {v}" for k2, v in w["busy"].items()) or "0"]) + " |")
+            ", ".join(f"{k2} {v}" for k2, v in w["busy"].items()) or "0",
+            fmt(w["cpu"]["other_cpu_s"] / w["cpu"]["wall_s"] if w["cpu"]["wall_s"] else None, 2)]) + " |")
     out = "\n".join(lines)
     ci, ll = result["chat_ilre"], result["chat_llama"]
     out += (f"\n\nCLI `ilre ingest` of the same document: {fmt(result['cli_ingest_before']['tokens_per_second'])} tok/s before, "
             f"{fmt(result['cli_ingest_after']['tokens_per_second'])} after (mean {fmt(cli_rate)}); "
-            f"peak RSS {result['cli_ingest_before']['peak_rss_mb']:.1f} MB")
+            f"peak RSS {result['cli_ingest_before']['peak_rss_mb']:.1f} MB; other cores {result['cli_ingest_before']['other_cores']} / "
+            f"{result['cli_ingest_after']['other_cores']}")
     out += (f"\nshort chat (n={ci['n']}, max_tokens {args.chat_max_tokens}, one at a time): ilre {fmt(ci['tokens_per_second'], 1)} tok/s "
-            f"({ci['completion_tokens']} tokens, p50 {fmt(ci['latency_p50_ms'])} ms)")
+            f"({ci['completion_tokens']} tokens, p50 {fmt(ci['latency_p50_ms'])} ms, other cores {ci['cpu']['other_cpu_s'] / max(ci['cpu']['wall_s'], 1e-9):.2f})")
     if ll.get("ran"):
         ratio = ci["tokens_per_second"] / ll["tokens_per_second"] if ll.get("tokens_per_second") else None
         result["chat_ratio_ilre_vs_llama"] = ratio
         out += (f"; llama_cpp.server {ll['version']} {fmt(ll['tokens_per_second'], 1)} tok/s ({ll['completion_tokens']} tokens, "
-                f"p50 {fmt(ll['latency_p50_ms'])} ms); ratio {fmt(ratio, 3)}")
+                f"p50 {fmt(ll['latency_p50_ms'])} ms, other cores {ll['cpu']['other_cpu_s'] / max(ll['cpu']['wall_s'], 1e-9):.2f}); ratio {fmt(ratio, 3)}")
     else:
         out += f"; llama_cpp.server could not be run: {ll.get('reason')}"
     out += f"\npeak daemon RSS overall {result['peak_rss_mb_overall']} MB (idle {result['idle_rss_mb']} MB); errors {len(stats.errors)}; busy {stats.busy_by_kind}"
@@ -725,6 +750,8 @@ def main():
     ap.add_argument("--memory-tokens", type=int, default=1048576)
     ap.add_argument("--memory-slices", type=int, default=16)
     ap.add_argument("--rest-seconds", type=float, default=2.0, help="memory mode: pause after each append before RSS at rest")
+    ap.add_argument("--wait-quiet", type=float, default=0.0,
+                    help="seconds to wait at most, before starting, for the machine to be idle (other work < 0.25 cores)")
     ap.add_argument("--work", default="/tmp/ilre-serve-load")
     ap.add_argument("--keep", action="store_true", help="keep the data directories")
     ap.add_argument("--out-json", default=None)
@@ -734,6 +761,8 @@ def main():
     os.makedirs(args.work, exist_ok=True)
     result = {"argv": sys.argv, "mode": args.mode, "model": args.model, "cpu": cpu_info(),
               "loadavg_start": os.getloadavg(), "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    if args.wait_quiet > 0:
+        result["cores_busy_before_start"] = wait_quiet(args.wait_quiet)
     t0 = time.time()
     table = mode_load(args, result) if args.mode == "load" else mode_memory(args, result)
     result["wall_s"] = round(time.time() - t0, 1)

@@ -10,5 +10,6 @@ void register_model_commands(CLI::App& app);  // info, tokenize, generate, logit
 void register_ilre_commands(CLI::App& app);   // ingest, ask
 void register_eval_commands(CLI::App& app);   // calibrate, eval
 void register_serve_command(CLI::App& app);   // serve (the daemon)
+void register_batch_command(CLI::App& app);   // batch run|status|merge
 
 }  // namespace ilre::cli

@@ -14,6 +14,7 @@
 
 #include "api/json.h"
 #include "commands.h"
+#include "interrupt.h"
 #include "options.h"
 #include "ilre/config.h"
 #include "ilre/engine.h"
@@ -22,43 +23,6 @@ namespace fs = std::filesystem;
 
 namespace ilre::cli {
 namespace {
-
-// Set from the SIGINT handler (only async-signal-safe work there); a watcher thread turns it into a cancel.
-std::atomic<bool> g_interrupted{false};
-
-void on_sigint(int) { g_interrupted.store(true); }
-
-// Cancels `handle` on the first Ctrl-C; a second Ctrl-C kills the process the default way.
-class InterruptGuard {
- public:
-  explicit InterruptGuard(CancelHandle handle) : handle_(std::move(handle)) {
-    g_interrupted.store(false);
-    struct sigaction sa {};
-    sa.sa_handler = on_sigint;
-    sa.sa_flags = SA_RESETHAND;
-    sigaction(SIGINT, &sa, &old_);
-    watcher_ = std::thread([this] {
-      while (!stop_.load()) {
-        if (g_interrupted.load()) {
-          handle_.cancel("interrupted (Ctrl-C)");
-          return;
-        }
-        std::this_thread::sleep_for(std::chrono::milliseconds(50));
-      }
-    });
-  }
-  ~InterruptGuard() {
-    stop_.store(true);
-    watcher_.join();
-    sigaction(SIGINT, &old_, nullptr);
-  }
-
- private:
-  CancelHandle handle_;
-  struct sigaction old_ {};
-  std::atomic<bool> stop_{false};
-  std::thread watcher_;
-};
 
 std::shared_ptr<Engine> open_engine(const Config& cfg) {
   auto e = Engine::open(cfg);

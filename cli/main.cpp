@@ -1,3 +1,4 @@
+#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
@@ -15,11 +16,14 @@ int main(int argc, char** argv) {
   std::string log_level = "warn";
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")->capture_default_str();
   app.parse_complete_callback([&] { spdlog::set_level(spdlog::level::from_str(log_level)); });
+  // Logs go to stderr: stdout carries only results (answers, JSON reports), so they can be piped.
+  spdlog::set_default_logger(spdlog::stderr_color_mt("ilre"));
   spdlog::set_pattern("%^[%l]%$ %v");
   ilre::cli::register_ilre_commands(app);
   ilre::cli::register_eval_commands(app);
   ilre::cli::register_model_commands(app);
   ilre::cli::register_serve_command(app);
+  ilre::cli::register_batch_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
