@@ -104,6 +104,10 @@ def group_jobs(work):
     st = run("status", job, "--json")
     s = json.loads(st.stdout)
     check("status counts done and failed", s["done"] == expected and s["failed"] == 12 and s["remaining"] == 0, st.stdout[:500])
+    # The shipped job files parse (status reads a job without running it).
+    for shipped in ("reference.yaml", "licenses.yaml"):
+        st = run("status", os.path.join(DATA, "..", "..", "configs", "jobs", shipped))
+        check("configs/jobs/%s is a valid job file" % shipped, st.returncode == 0, st.stderr[-500:])
     # A bad key or type stops before any work.
     for name, text in [("unknown key", "modle: x\n"), ("bad type", ""), ("bad setting", "")]:
         bad_job = os.path.join(work, "bad-%s.yaml" % name.replace(" ", "-"))
