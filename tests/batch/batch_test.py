@@ -6,35 +6,24 @@ Groups (one ctest each): jobs, resume, shard, openai.
 """
 import json
 import os
-import random
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+import e2e  # noqa: E402
+from e2e import check, free_port, words  # noqa: E402
 
 ILRE, DATA, GROUP = sys.argv[1], sys.argv[2], sys.argv[3]
 MODEL = os.path.join(DATA, "models", "stories260K-f32.gguf")
 SETTINGS = "{prefill.chunk: 64, prefill.window: 128, prefill.sink: 8, store.segment_tokens: 256, decode.max_tokens: 8, recall.budget: 96}"
 QUESTIONS = ["Who lived in the big red house?", "What did the cat do?", "Where did Lily go?"]
-failures = []
 
 
-def check(name, ok, detail=""):
-    print(("ok   " if ok else "FAIL ") + name + ("" if ok else ": " + str(detail)[:2000]), flush=True)
-    if not ok:
-        failures.append(name)
-
-
-def words(n, seed):
-    rnd = random.Random(seed)
-    vocab = ("the cat sat on a mat and ran to the big red house where a little girl named Lily lived with her "
-             "mom one day she saw a bird in the sky it was happy and they played all day long").split()
-    return " ".join(rnd.choice(vocab) for _ in range(n))
 
 
 def write_job(work, docs_yaml, extra="", output="out/answers.jsonl", settings=SETTINGS):
@@ -228,11 +217,6 @@ def group_shard(work):
     check("a bad --shard is refused", r.returncode != 0 and "--shard" in r.stderr, r.stderr)
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def group_openai(work):
     inp = os.path.join(work, "requests.jsonl")
@@ -291,21 +275,5 @@ def group_openai(work):
     check("OpenAI Batch rerun: nothing redone, nothing duplicated", len(lines_of(out)[1]) == 6 and " 0 answered now" in r2.stderr, r2.stderr[-500:])
 
 
-def main():
-    work = tempfile.mkdtemp(prefix="ilre-batch-test-")
-    try:
-        {"jobs": group_jobs, "resume": group_resume, "shard": group_shard, "openai": group_openai}[GROUP](work)
-    except Exception as e:
-        import traceback
-        traceback.print_exc()
-        failures.append("exception: %s" % e)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    if failures:
-        print("%d check(s) failed: %s" % (len(failures), ", ".join(failures)))
-        sys.exit(1)
-    print("all checks passed")
-
-
 if __name__ == "__main__":
-    main()
+    e2e.main({"jobs": group_jobs, "resume": group_resume, "shard": group_shard, "openai": group_openai}, GROUP, "ilre-batch-test-")

@@ -11,40 +11,25 @@ import http.client
 import json
 import os
 import random
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+import e2e  # noqa: E402
+from e2e import check, free_port, words  # noqa: E402
 
 ILRE, DATA, GROUP = sys.argv[1], sys.argv[2], sys.argv[3]
 MODEL = os.path.join(DATA, "models", "stories260K-f32.gguf")
 # Small settings so every request is fast; the same for every daemon so answers can be compared.
 SETTINGS = ["--set", "prefill.chunk=64", "--set", "prefill.window=128", "--set", "prefill.sink=8",
             "--set", "store.segment_tokens=256", "--set", "decode.max_tokens=12", "--set", "recall.budget=96"]
-failures = []
 
 
-def check(name, ok, detail=""):
-    print(("ok   " if ok else "FAIL ") + name + ("" if ok else ": " + str(detail)[:2000]), flush=True)
-    if not ok:
-        failures.append(name)
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def words(n, seed):
-    rnd = random.Random(seed)
-    vocab = ("the cat sat on a mat and ran to the big red house where a little girl named Lily lived with her "
-             "mom one day she saw a bird in the sky it was happy and they played all day long").split()
-    return " ".join(rnd.choice(vocab) for _ in range(n))
 
 
 class Daemon:
@@ -564,22 +549,6 @@ def group_capacity(work):
         check("SIGTERM exits 0", d.stop() == 0, d.logs()[-2000:])
 
 
-def main():
-    work = tempfile.mkdtemp(prefix="ilre-daemon-test-")
-    try:
-        {"openai": group_openai, "documents": group_documents, "robustness": group_robustness, "crash": group_crash,
-         "memory": group_memory, "capacity": group_capacity}[GROUP](work)
-    except Exception as e:  # a crash of the test itself is a failure, with its cause
-        import traceback
-        traceback.print_exc()
-        failures.append("exception: %s" % e)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    if failures:
-        print("%d check(s) failed: %s" % (len(failures), ", ".join(failures)))
-        sys.exit(1)
-    print("all checks passed")
-
-
 if __name__ == "__main__":
-    main()
+    e2e.main({"openai": group_openai, "documents": group_documents, "robustness": group_robustness, "crash": group_crash,
+          "memory": group_memory, "capacity": group_capacity}, GROUP, "ilre-daemon-test-")

@@ -3,8 +3,8 @@
 // (api/openai.cpp), over a real Engine on stories260K (ILRE_FUZZ_DATA_DIR = <source>/tests/data, the
 // environment variable of the same name overrides it). The engine, a Documents registry over
 // $TMPDIR/ilre-http-fuzz-<pid> and three documents are made once (LLVMFuzzerInitialize):
-//   book   closed, about 900 tokens (more than the recall budget of 96: asks recall and compress)
-//   notes  open, with a tokenizer tail held back
+//   book   closed, 950 tokens (more than the recall budget of 96: asks recall and compress)
+//   notes  open, 384 tokens in keys and 49 in the tail held back for the next append
 //   x      open and empty (an ask says "holds no tokens"; appends grow it)
 // Whatever an input does to the documents is undone after it (others removed, changed ones rebuilt), so
 // inputs do not depend on each other.
