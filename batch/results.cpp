@@ -1,6 +1,7 @@
 #include "batch/results.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -74,10 +75,20 @@ ResultsFile::~ResultsFile() {
 Result<std::unique_ptr<ResultsFile>> ResultsFile::open(const std::string& path, KeyOf key_of) {
   std::error_code ec;
   if (fs::path(path).has_parent_path()) fs::create_directories(fs::path(path).parent_path(), ec);
-  auto s = scan(path);
-  if (!s) return tl::unexpected(s.error());
   const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
   if (fd < 0) return tl::unexpected(io_error("cannot open the results file", path));
+  // One run per results file: two processes appending to it (two shards given the same output) would
+  // cut each other's lines when they repair a torn tail.
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    ::close(fd);
+    return make_error(errc::invalid_argument, "another run is writing '" + path +
+                                                  "' (shards need an output each; see deploy/slurm/batch.sbatch)");
+  }
+  auto s = scan(path);
+  if (!s) {
+    ::close(fd);
+    return tl::unexpected(s.error());
+  }
   // Cut a torn last line so the next line starts on its own.
   if (::ftruncate(fd, static_cast<off_t>(s->good_bytes)) != 0 || ::lseek(fd, 0, SEEK_END) < 0) {
     ::close(fd);

@@ -1,5 +1,6 @@
 #include "batch/runner.h"
 
+#include <sched.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -258,8 +259,13 @@ class JobRun {
 
 int32_t auto_concurrency(const Config& cfg) {
   // Each document in flight holds a pipeline whose queues the memory budget bounds; beyond the cores
-  // more documents only interleave.
-  const int32_t cores = static_cast<int32_t>(std::max(1u, std::thread::hardware_concurrency()));
+  // more documents only interleave. The cores this process may run on (a Slurm task's, taskset's), not the
+  // machine's.
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  const int32_t cores = sched_getaffinity(0, sizeof(set), &set) == 0
+                            ? std::max(1, CPU_COUNT(&set))
+                            : static_cast<int32_t>(std::max(1u, std::thread::hardware_concurrency()));
   const int32_t by_memory = static_cast<int32_t>(std::max<int64_t>(1, cfg.pipeline.memory_budget_mb / 256));
   return std::max(1, std::min(cores, by_memory));
 }

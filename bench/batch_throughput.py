@@ -303,7 +303,10 @@ def main():
           f"{os.path.basename(args.model)}, {' '.join(sets)}", file=sys.stderr)
     for name, p in (("batch", b), ("sequential", s)):
         print(f"  {name:10s} {p['wall_s']:8.1f} s wall {p['cpu_s']:8.1f} s CPU  {p['documents_per_hour']:8.1f} docs/h"
-              f"  {p['tokens_per_s']:8.1f} tok/s  needle {p['needle_hits']}/{len(docs)}", file=sys.stderr)
+              f"  {p['tokens_per_s']:8.1f} tok/s  needle {p['needle_hits']}/{len(docs)}  errors {p['errors']}", file=sys.stderr)
+    if b["errors"] or s["errors"]:
+        print("  WARNING: some answers failed (see the errors above): the figures do not compare like with like",
+              file=sys.stderr)
     print(f"  ratio (sequential / batch wall time) {out['ratio_wall']:.2f}x (target >= 1.5x: "
           f"{'met' if out['target_met'] else 'not met'}); by CPU time {out['ratio_cpu']:.2f}x", file=sys.stderr)
 

@@ -445,6 +445,8 @@ def run_window(daemon, sampler, stats, k, ops, ready_docs, parts, args, tag):
         t.join()
     t1 = time.time()
     cpu_stats = cpu.stop()
+    time.sleep(args.rest_seconds)
+    rest_rss = rss_kb(daemon.pid)
     asks = rec["asks"]
     lat = [a["latency_ms"] for a in asks]
     e2e = [a["e2e_ms"] for a in asks]
@@ -460,6 +462,7 @@ def run_window(daemon, sampler, stats, k, ops, ready_docs, parts, args, tag):
                 "ttft_p50_ms": percentile(ttft, 50), "answers": sorted({a["answer"] for a in asks})},
         "ingest": summarise_appends(rec["appends"]),
         "peak_rss_mb": mb(sampler.peak(t0, t1)),
+        "rest_rss_mb": mb(rest_rss),
         "errors": len(stats.errors) - errors_before,
         "busy": {kind: busy_after.get(kind, 0) - busy_before.get(kind, 0) for kind in busy_after
                  if busy_after.get(kind, 0) - busy_before.get(kind, 0)},
@@ -480,7 +483,7 @@ def chat_run(port, n, max_tokens, model_field, stats, kind):
     payload = json.dumps(body).encode()
     # one warm-up request, not counted
     client.request("POST", "/v1/chat/completions", payload, {"Content-Type": "application/json"}, kind=kind)
-    tokens, seconds, lats = 0, 0.0, []
+    tokens, seconds, lats, sample = 0, 0.0, [], ""
     for _ in range(n):
         st, _, data, dt, _, _ = client.request("POST", "/v1/chat/completions", payload,
                                                {"Content-Type": "application/json"}, kind=kind)
@@ -488,10 +491,12 @@ def chat_run(port, n, max_tokens, model_field, stats, kind):
             continue
         j = json.loads(data)
         tokens += j.get("usage", {}).get("completion_tokens", 0)
+        sample = (j.get("choices") or [{}])[0].get("message", {}).get("content", "")
         seconds += dt
         lats.append(dt * 1000)
     return {"n": len(lats), "completion_tokens": tokens, "seconds": round(seconds, 3),
-            "tokens_per_second": tokens / seconds if seconds > 0 else None, "latency_p50_ms": percentile(lats, 50)}
+            "tokens_per_second": tokens / seconds if seconds > 0 else None, "latency_p50_ms": percentile(lats, 50),
+            "sample_answer": sample[:200]}
 
 
 def llama_server_chat(args, n, stats):
@@ -507,6 +512,12 @@ def llama_server_chat(args, n, stats):
     port = free_port()
     cmd = [args.llama_python, "-m", "llama_cpp.server", "--model", args.model, "--n_threads", "2",
            "--host", "127.0.0.1", "--port", str(port)]
+    chat_format = args.llama_chat_format
+    if chat_format == "auto":
+        # This GGUF carries no chat template, and llama_cpp.server's fallback (llama-2) makes Gemma stop at once.
+        chat_format = "gemma" if "gemma" in os.path.basename(args.model).lower() else ""
+    if chat_format:
+        cmd += ["--chat_format", chat_format]
     logf = open(os.path.join(args.work, "llama_server.log"), "w")
     proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, env=env)
     try:
@@ -625,7 +636,7 @@ def mode_load(args, result):
     result["cli_tokens_per_second_mean"] = cli_rate
     rows = [("seed (1 ingest)", seed)] + [(f"K={w['k']}", w) for w in result["windows"]]
     hdr = ("window", "ops i/a", "ask p50 ms", "ask p99 ms", "e2e p99 ms", "ttft p50 ms", "right", "ingest tok/s",
-           "vs CLI", "peak RSS MB", "errors", "busy 503", "other cores")
+           "vs CLI", "peak RSS MB", "RSS after MB", "errors", "busy 503", "other cores")
     lines = ["| " + " | ".join(hdr) + " |", "|" + "---|" * len(hdr)]
     for name, w in rows:
         ing = w["ingest"]
@@ -635,7 +646,7 @@ def mode_load(args, result):
         lines.append("| " + " | ".join([
             name, f"{w['ops']['ingest']}/{w['ops']['ask']}", fmt(a["latency_p50_ms"]), fmt(a["latency_p99_ms"]),
             fmt(a["e2e_p99_ms"]), fmt(a["ttft_p50_ms"]), f"{a['right']}/{a['n']}" if a["n"] else "-", fmt(rate),
-            fmt(w["ingest_vs_cli"], 3), fmt(w["peak_rss_mb"], 1), str(w["errors"]),
+            fmt(w["ingest_vs_cli"], 3), fmt(w["peak_rss_mb"], 1), fmt(w["rest_rss_mb"], 1), str(w["errors"]),
             ", ".join(f"{k2} {v}" for k2, v in w["busy"].items()) or "0",
             fmt(w["cpu"]["other_cpu_s"] / w["cpu"]["wall_s"] if w["cpu"]["wall_s"] else None, 2)]) + " |")
     out = "\n".join(lines)
@@ -698,11 +709,13 @@ def mode_memory(args, result):
         result["close"] = {"status": st, "body": json.loads(body) if st == 200 else body.decode("utf-8", "replace")}
         t0 = time.time()
         st, _, body, dt, _, _ = client.request("POST", "/v1/documents/mem/ask",
-                                               json.dumps({"question": QUESTION, "max_tokens": args.ask_max_tokens}).encode(),
+                                               json.dumps(dict({"question": QUESTION, "max_tokens": args.ask_max_tokens},
+                                                               **({"budget": args.budget} if args.budget is not None else {}))).encode(),
                                                {"Content-Type": "application/json"}, kind="ask")
         if st == 200:
             j = json.loads(body)
-            result["ask_1m"] = {"latency_ms": dt * 1000, "ttft_ms": j["timings_ms"].get("ttft"), "answer": j["answer"],
+            result["ask_1m"] = {"budget": args.budget, "recalled": j.get("recalled", {}).get("tokens"),
+                                "latency_ms": dt * 1000, "ttft_ms": j["timings_ms"].get("ttft"), "answer": j["answer"],
                                 "right": NEEDLE_KEY in j["answer"], "peak_rss_mb": mb(sampler.peak(t0, time.time()))}
     finally:
         sampler.stop_event.set()
@@ -746,10 +759,11 @@ def main():
     ap.add_argument("--llama-python", default="/opt/refvenv/bin/python")
     ap.add_argument("--llama-pythonpath", default=os.environ.get("LLAMA_PYTHONPATH", ""),
                     help="extra PYTHONPATH for llama_cpp.server's dependencies (uvicorn, fastapi, ...)")
+    ap.add_argument("--llama-chat-format", default="auto", help="llama_cpp.server --chat_format (auto: gemma for Gemma)")
     ap.add_argument("--no-llama", action="store_true")
     ap.add_argument("--memory-tokens", type=int, default=1048576)
     ap.add_argument("--memory-slices", type=int, default=16)
-    ap.add_argument("--rest-seconds", type=float, default=2.0, help="memory mode: pause after each append before RSS at rest")
+    ap.add_argument("--rest-seconds", type=float, default=2.0, help="pause after each append (memory mode) or window (load mode) before reading RSS at rest")
     ap.add_argument("--wait-quiet", type=float, default=0.0,
                     help="seconds to wait at most, before starting, for the machine to be idle (other work < 0.25 cores)")
     ap.add_argument("--work", default="/tmp/ilre-serve-load")

@@ -5,6 +5,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <nlohmann/json.hpp>
+#include <optional>
 
 #include "batch/job.h"
 #include "batch/runner.h"
@@ -84,7 +86,7 @@ struct BatchArgs {
   std::string job;
   std::string shard;
   std::string input, output;
-  int32_t concurrency = 2;
+  std::optional<int32_t> concurrency;
   std::vector<std::string> merge_inputs;
   bool json = false;
 };
@@ -98,7 +100,8 @@ void register_run(CLI::App* batch, CLI::App& app) {
   cmd->add_option("--shard", b->shard, "I/N: this process takes the documents whose id hashes to I of N");
   cmd->add_option("--input", b->input, "OpenAI Batch input (JSONL of {custom_id, method, url, body})");
   cmd->add_option("--output", b->output, "OpenAI Batch output (JSONL; a rerun continues it)");
-  cmd->add_option("--concurrency", b->concurrency, "OpenAI Batch: requests at once")->capture_default_str()->check(CLI::Range(1, 256));
+  cmd->add_option("--concurrency", b->concurrency, "documents (job) or requests (OpenAI Batch) at once; default: the job's, or 2")
+      ->check(CLI::Range(1, 256));
   cmd->callback([=, &app] {
     // Progress lines and per-document warnings are the job's log: shown unless --log-level says otherwise.
     if (app.get_option("--log-level")->count() == 0) spdlog::set_level(spdlog::level::info);
@@ -113,7 +116,7 @@ void register_run(CLI::App* batch, CLI::App& app) {
       }
       const Config cfg = resolve_config(*a);
       InterruptGuard guard(opt.cancel);
-      r = batch::run_openai_batch(cfg, b->input, b->output, b->concurrency, opt);
+      r = batch::run_openai_batch(cfg, b->input, b->output, b->concurrency.value_or(2), opt);
     } else {
       if (b->job.empty()) throw Exception(errc::invalid_argument, "batch run needs JOB.yaml (or --input/--output)");
       std::vector<std::string> overrides = a->sets;
@@ -123,6 +126,7 @@ void register_run(CLI::App* batch, CLI::App& app) {
       if (a->budget) overrides.push_back("recall.budget=" + std::to_string(*a->budget));
       auto job = batch::load_job(b->job, overrides);
       if (!job) throw Exception(job.error());
+      if (b->concurrency) job->concurrency = *b->concurrency;
       InterruptGuard guard(opt.cancel);
       r = batch::run_job(*job, opt);
     }
@@ -132,6 +136,14 @@ void register_run(CLI::App* batch, CLI::App& app) {
       std::exit(130);
     }
     const int code = finish(*r);
+    if (a->json) {
+      std::printf("%s\n", nlohmann::json{{"documents", r->documents}, {"questions", r->questions}, {"answered", r->answered},
+                                          {"already_done", r->already_done}, {"ingested_documents", r->ingested_documents},
+                                          {"tokens", r->tokens}, {"failures", r->failures}, {"failed_before", r->failed_before},
+                                          {"seconds", r->seconds}}
+                               .dump(2)
+                               .c_str());
+    }
     if (code != 0) std::exit(code);
   });
 }

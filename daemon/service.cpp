@@ -368,6 +368,12 @@ void Service::dispatch(Exchange& ex, Route& route) {
                                                               : openai::completions(engine, *body, ctx);
     slot.reset();  // before the answer goes out: the client's next request may follow at once
     if (r.status == 200) metrics_->asks.Increment();
+    if (r.status == 200 && !r.streamed) {
+      const json j = json::parse(r.body, nullptr, false);
+      if (j.is_object() && j.contains("ilre") && j["ilre"].contains("timings_ms") && j["ilre"]["timings_ms"].contains("ttft")) {
+        metrics_->ttft.Observe(j["ilre"]["timings_ms"]["ttft"].get<double>() / 1000.0);
+      }
+    }
     if (r.streamed) return ex.end_events();
     return ex.respond(r.status, r.body, "application/json", r.headers);
   }

@@ -4,6 +4,7 @@
 Usage: batch_test.py <ilre binary> <tests/data dir> <group>
 Groups (one ctest each): jobs, resume, shard, openai.
 """
+import fcntl
 import json
 import os
 import re
@@ -90,6 +91,11 @@ def group_jobs(work):
     data2, _ = lines_of(os.path.join(work, "out", "answers.jsonl"))
     check("a rerun of a finished job does nothing and still says some failed", r2.returncode == 3 and data2 == data and
           " 0 answered now" in r2.stderr, r2.stderr[-800:])
+    # One run per results file: a second process on the same output refuses to start.
+    with open(os.path.join(work, "out", "answers.jsonl"), "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        r3 = run("run", job)
+    check("a second run on the same output is refused", r3.returncode == 1 and "another run is writing" in r3.stderr, r3.stderr[-300:])
     st = run("status", job, "--json")
     s = json.loads(st.stdout)
     check("status counts done and failed", s["done"] == expected and s["failed"] == 12 and s["remaining"] == 0, st.stdout[:500])

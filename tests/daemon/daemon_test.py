@@ -190,7 +190,7 @@ def group_documents(work):
         code, body = d.curl("-X", "POST", d.url() + "/v1/documents", "-d", json.dumps({"id": "../etc"}))
         check("a bad id is 400", code == 400, (code, body))
         # Parts split anywhere, inside words and inside UTF-8 characters, give the tokens of the whole text.
-        text = (words(2500, 2) + " caf\u00e9 na\u00efve \u65e5\u672c\u8a9e \U0001F600 ") * 2
+        text = (words(2500, 2) + " caf\u00e9 na\u00efve </s> \u65e5\u672c\u8a9e \U0001F600 ") * 2
         raw = text.encode()
         whole_path = os.path.join(work, "whole.txt")
         with open(whole_path, "wb") as f:
@@ -208,6 +208,7 @@ def group_documents(work):
             if raw[c] >= 0x80 and (raw[c] & 0xC0) == 0x80:
                 cuts.append(c)  # one cut inside a multi-byte character for sure
                 break
+        cuts.append(raw.find(b"</s>") + 2)  # and one inside text that looks like a special token
         cuts = sorted(set(cuts))
         parts = [raw[a:b] for a, b in zip([0] + cuts, cuts + [len(raw)])]
         last = None

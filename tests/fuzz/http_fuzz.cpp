@@ -710,7 +710,8 @@ const char* kDictionary =
     "\"\\\"stream\\\"\"\n\"\\\"max_tokens\\\"\"\n\"\\\"max_completion_tokens\\\"\"\n\"\\\"temperature\\\"\"\n"
     "\"\\\"top_p\\\"\"\n\"\\\"top_k\\\"\"\n\"\\\"seed\\\"\"\n\"\\\"stop\\\"\"\n\"\\\"n\\\"\"\n\"\\\"echo\\\"\"\n"
     "\"\\\"ilre\\\"\"\n\"\\\"document\\\"\"\n\"\\\"budget\\\"\"\n\"\\\"question\\\"\"\n\"\\\"id\\\"\"\n\"true\"\n"
-    "\"false\"\n\"null\"\n\"\\\"book\\\"\"\n\"\\\"notes\\\"\"\n\"\\\"x\\\"\"\n\"1e308\"\n\"-1\"\n\"18446744073709551615\"\n"
+    "\"false\"\n\"null\"\n\"\\\"book\\\"\"\n\"\\\"notes\\\"\"\n\"\\\"x\\\"\"\n\"1e308\"\n\"1e400\"\n\"-1\"\n\"18446744073709551615\"\n"
+    "\"[{\\\"type\\\":\\\"text\\\",\\\"text\\\":\\\"\"\n"
     "\"\\x0a\\x0a\"\n";
 
 }  // namespace
