@@ -70,7 +70,9 @@ std::string message_content(const json& content, size_t index) {
   if (!content.is_array()) bad("messages[" + std::to_string(index) + "].content must be a string or an array of parts");
   std::string text;
   for (const json& part : content) {
-    if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text") || !part["text"].is_string()) {
+    const auto type = part.is_object() ? part.find("type") : part.end();
+    if (!part.is_object() || type == part.end() || !type->is_string() || *type != "text" || !part.contains("text") ||
+        !part["text"].is_string()) {
       bad("messages[" + std::to_string(index) + "].content: only text parts are supported");
     }
     text += part["text"].get<std::string>();
@@ -114,7 +116,7 @@ Request parse_request(std::string_view text, Kind kind) {
   json body;
   try {
     body = json::parse(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, and out_of_range for numbers such as 1e400
     throw Exception(errc::bad_json, std::string("request body is not valid JSON: ") + e.what());
   }
   if (!body.is_object()) bad("request body must be a JSON object");
@@ -405,6 +407,8 @@ Response handle(Engine& engine, std::string_view body, const RequestContext& ctx
     req = parse_request(body, kind);
   } catch (const Exception& e) {
     return error_response(e.error());
+  } catch (const json::exception& e) {  // a field of a type nlohmann refuses to convert: the client's mistake
+    return error_response(Error{errc::invalid_argument, std::string("bad field in the request: ") + e.what()});
   }
   if (req.stream && !ctx.on_event) return error_response(400, "streaming is not available here", "invalid_request_error", "stream_unsupported");
   Reply reply(req, engine, ctx);

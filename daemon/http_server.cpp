@@ -189,6 +189,17 @@ class ExchangeImpl final : public Exchange {
 
   Result<int64_t> read_body_some(char* out, int64_t capacity, std::chrono::milliseconds wait) override {
     if (parser_.is_done()) return 0;
+    if (!continued_) {
+      // A client that asked to wait (curl does for large bodies) is told to send now.
+      continued_ = true;
+      const auto it = parser_.get().find(http::field::expect);
+      if (it != parser_.get().end() && beast::iequals(it->value(), "100-continue")) {
+        static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+        sock_.set_deadline(Clock::now() + options_.write_timeout);
+        beast::error_code wec;
+        net::write(sock_, net::buffer(kContinue.data(), kContinue.size()), wec);
+      }
+    }
     const auto now = Clock::now();
     if (last_data_ == Clock::time_point{}) last_data_ = now;
     auto& body = parser_.get().body();
@@ -205,8 +216,8 @@ class ExchangeImpl final : public Exchange {
     if (ec == beast::error::timeout && n == 0) {
       if (Clock::now() - last_data_ > options_.idle_timeout) {
         broken_ = true;
-        return make_error(errc::io_failed, "the client sent nothing for " + std::to_string(options_.idle_timeout.count() / 1000) +
-                                               " s in the middle of the body");
+        return make_error(errc::io_failed, "the client sent nothing for " + std::to_string(options_.idle_timeout.count()) +
+                                               " ms in the middle of the body");
       }
       return -1;
     }
@@ -235,7 +246,12 @@ class ExchangeImpl final : public Exchange {
     res.prepare_payload();
     sock_.set_deadline(Clock::now() + options_.write_timeout);
     beast::error_code ec;
-    bytes_ = http::write(sock_, res, ec);
+    if (parser_.get().method() == http::verb::head) {  // the length of what GET would send, no content
+      http::response_serializer<http::string_body> sr{res};
+      bytes_ = http::write_header(sock_, sr, ec);
+    } else {
+      bytes_ = http::write(sock_, res, ec);
+    }
     if (ec) broken_ = true;
   }
 
@@ -251,8 +267,10 @@ class ExchangeImpl final : public Exchange {
       res.set(http::field::server, "ilre");
       res.set(http::field::content_type, "text/event-stream");
       res.set(http::field::cache_control, "no-cache");
-      res.keep_alive(keep_alive());
-      res.chunked(true);
+      // HTTP/1.0 has no chunked encoding: the events are sent bare and the end is the connection's close.
+      legacy_ = parser_.get().version() < 11;
+      res.keep_alive(keep_alive() && !legacy_);
+      res.chunked(!legacy_);
       http::response_serializer<http::empty_body> sr{res};
       bytes_ += http::write_header(sock_, sr, ec);
       if (ec) {
@@ -263,13 +281,17 @@ class ExchangeImpl final : public Exchange {
     std::string frame;
     frame.reserve(data.size() + 8);
     frame.append("data: ").append(data).append("\n\n");
-    bytes_ += net::write(sock_, http::make_chunk(net::buffer(frame)), ec);
+    bytes_ += legacy_ ? net::write(sock_, net::buffer(frame), ec) : net::write(sock_, http::make_chunk(net::buffer(frame)), ec);
     if (ec) broken_ = true;
     return !broken_;
   }
 
   void end_events() override {
     if (!events_ || broken_) return;
+    if (legacy_) {
+      broken_ = true;  // not broken, but done: only closing the connection ends an HTTP/1.0 stream
+      return;
+    }
     beast::error_code ec;
     sock_.set_deadline(Clock::now() + options_.write_timeout);
     bytes_ += net::write(sock_, http::make_chunk_last(), ec);
@@ -304,7 +326,9 @@ class ExchangeImpl final : public Exchange {
   Clock::time_point last_data_{};
   bool responded_ = false;
   bool events_ = false;
+  bool legacy_ = false;
   bool broken_ = false;
+  bool continued_ = false;
   int status_ = 0;
   uint64_t bytes_ = 0;
 };

@@ -201,7 +201,7 @@ std::optional<json> parse_json_body(Exchange& ex, uint64_t limit) {
       return std::nullopt;
     }
     return j;
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, and out_of_range for numbers such as 1e400
     respond_error(ex, 400, std::string("the body is not valid JSON: ") + e.what(), "invalid_request_error", "bad_json");
     return std::nullopt;
   }
@@ -303,7 +303,7 @@ void Service::dispatch(Exchange& ex, Route& route) {
   const std::string& name = route.parsed.name;
   const std::string& method = ex.method();
   if (name == "/health") {
-    if (method != "GET") return respond_error(ex, 405, "use GET", "invalid_request_error", "method_not_allowed");
+    if (method != "GET" && method != "HEAD") return respond_error(ex, 405, "use GET", "invalid_request_error", "method_not_allowed");
     if (!route.engine) return respond_json(ex, 503, {{"status", "loading"}}, {{"Retry-After", "1"}});
     return respond_json(ex, 200, {{"status", "ok"}});
   }
@@ -320,7 +320,7 @@ void Service::dispatch(Exchange& ex, Route& route) {
   Engine& engine = *route.engine;
   Documents& docs = *route.docs;
   auto need = [&](const char* m) {
-    if (method == m) return true;
+    if (method == m || (method == "HEAD" && std::string_view(m) == "GET")) return true;  // HEAD: GET's head only
     respond_error(ex, 405, std::string("use ") + m, "invalid_request_error", "method_not_allowed", {{"Allow", m}});
     return false;
   };
@@ -378,7 +378,7 @@ void Service::dispatch(Exchange& ex, Route& route) {
     return ex.respond(r.status, r.body, "application/json", r.headers);
   }
   if (name == "/v1/documents") {
-    if (method == "GET") {
+    if (method == "GET" || method == "HEAD") {
       json list = json::array();
       for (const auto& d : docs.list()) list.push_back(document_json(engine, *d));
       return respond_json(ex, 200, {{"object", "list"}, {"data", std::move(list)}});
@@ -442,7 +442,7 @@ void Service::dispatch(Exchange& ex, Route& route) {
     return respond_error(ex, 404, "no document '" + route.parsed.document + "'", "not_found_error", "document_not_found");
   }
   if (name == "/v1/documents/{id}") {
-    if (method == "GET") return respond_json(ex, 200, document_json(engine, *doc));
+    if (method == "GET" || method == "HEAD") return respond_json(ex, 200, document_json(engine, *doc));
     if (!need("DELETE")) return;
     auto r = docs.remove(doc->id);
     if (!r && r.error().code == errc::invalid_argument) return respond_error(ex, 409, r.error().message, "invalid_request_error", "busy");
@@ -480,8 +480,21 @@ void Service::dispatch(Exchange& ex, Route& route) {
         doc->appending = false;
         return respond_error(ex, 400, "nothing to append: the body is empty", "invalid_request_error", "empty_body");
       }
+      std::optional<Error> upload_error;
       rep = doc->stream->append(
-          [&ex](char* buf, int64_t cap) { return ex.read_body_some(buf, cap, std::chrono::milliseconds(20)); }, opt);
+          [&ex, &upload_error](char* buf, int64_t cap) {
+            auto n = ex.read_body_some(buf, cap, std::chrono::milliseconds(20));
+            if (!n) upload_error = n.error();
+            return n;
+          },
+          opt);
+      // The client's upload broke (a bad chunk, a truncated body, silence): its fault, and the document is
+      // as it was (the append is all or nothing).
+      if (!rep && upload_error) {
+        doc->appending = false;
+        return respond_error(ex, 400, upload_error->message + "; nothing of this upload was kept", "invalid_request_error",
+                             "bad_body");
+      }
     }
     if ((rep || name.ends_with("/close")) && close) {
       const int64_t appended = rep ? rep->tokens_added : 0;
@@ -523,7 +536,10 @@ void Service::dispatch(Exchange& ex, Route& route) {
     if (auto v = num("max_tokens")) opt.sampling.max_tokens = static_cast<int32_t>(std::clamp(*v, -1.0, 1e7));
     if (auto v = num("temperature")) opt.sampling.temperature = static_cast<float>(*v);
     if (auto v = num("top_p")) opt.sampling.top_p = static_cast<float>(*v);
-    if (auto v = num("seed")) opt.sampling.seed = static_cast<uint64_t>(*v);
+    if (const auto it = body->find("seed"); it != body->end() && !it->is_null()) {
+      if (!it->is_number_integer()) throw Exception(errc::invalid_argument, "'seed' must be an integer");
+      opt.sampling.seed = it->is_number_unsigned() ? it->get<uint64_t>() : static_cast<uint64_t>(it->get<int64_t>());
+    }
     if (auto v = num("budget")) opt.budget = static_cast<int64_t>(std::clamp(*v, -1.0, 1e12));
   } catch (const Exception& e) {
     return respond_error(ex, e.error());

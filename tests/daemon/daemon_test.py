@@ -324,7 +324,32 @@ def group_robustness(work):
             status, _, data = d.request("POST", "/v1/chat/completions", body=body)
             err = json.loads(data).get("error", {})
             check("%s is %d with an error object" % (name, want), status == want and err.get("message") and err.get("type"), data)
+        # What the HTTP fuzz target found (tests/fuzz/http_fuzz.cpp): each a 400 or a well-formed answer now.
+        for name, body in [("a content part of the wrong type", b'{"messages":[{"role":"user","content":[{"type":5,"text":"x"}]}]}'),
+                           ("a number out of range", b'{"messages":[{"role":"user","content":"hi"}],"temperature":1e400}')]:
+            status, _, data = d.request("POST", "/v1/chat/completions", body=body)
+            check("%s is 400" % name, status == 400, data)
+        out = raw_exchange(d.port, b"HEAD /health HTTP/1.1\r\nHost: a\r\n\r\nGET /v1/models HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        check("HEAD has no body and the next request on the connection is answered",
+              out.startswith(b"HTTP/1.1 200") and out.count(b"HTTP/1.1 200") == 2 and b'"status":"ok"' not in out, out[:600])
+        out = raw_exchange(d.port, b"POST /v1/chat/completions HTTP/1.0\r\nContent-Length: 76\r\n\r\n" +
+                           b'{"messages":[{"role":"user","content":"Once upon a time"}],"stream":true}'.ljust(76))
+        check("an HTTP/1.0 stream is not chunked and ends with the connection", b"Transfer-Encoding" not in out and
+              out.rstrip().endswith(b"data: [DONE]"), out[-300:])
         d.json("POST", "/v1/documents", {"id": "doc", "text": words(800, 3)})
+        before = d.json("GET", "/v1/documents/doc")[1]
+        out = raw_exchange(d.port, b"POST /v1/documents/doc/append HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\n")
+        after = d.json("GET", "/v1/documents/doc")[1]
+        check("a malformed chunked upload is 400 and keeps nothing", out.startswith(b"HTTP/1.1 400") and
+              after["tokens"] == before["tokens"] and after["bytes"] == before["bytes"], (out[:200], before, after))
+        status, body = d.json("POST", "/v1/documents/doc/ask", {"question": "Who?", "seed": 1.5})
+        check("a seed that is not an integer is 400", status == 400, body)
+        big = os.path.join(os.path.dirname(d.data_dir), "big.txt")
+        with open(big, "w") as f:
+            f.write(words(200000, 8))
+        t0 = time.time()
+        code, body = d.curl("-X", "POST", "-H", "Expect: 100-continue", d.url() + "/v1/documents/doc/append", "-T", big)
+        check("Expect: 100-continue is answered (curl -T streams a 1 MB file; %.1f s)" % (time.time() - t0), code == 200, body[:300])
         status, body = d.json("POST", "/v1/documents/doc/ask", {"question": "   "})
         check("empty question is 400", status == 400, body)
         status, body = d.json("POST", "/v1/documents/doc/ask", {"question": 5})
