@@ -525,6 +525,20 @@ def group_memory(work):
                 return
             tokens = json.loads(raw)["tokens"]
             peaks.append((tokens, peak[0]))
+        # A client that leaves while its ask scores the 1M tokens cancels it (499), well before it would end.
+        t0 = time.time()
+        d.json("POST", "/v1/documents/big/ask", {"question": "Who lived in the big red house?"})
+        full = time.time() - t0
+        s = socket.create_connection(("127.0.0.1", d.port))
+        body = json.dumps({"question": "Who lived in the big red house?"}).encode()
+        s.sendall(b"POST /v1/documents/big/ask HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+        time.sleep(min(0.3, full / 4))
+        s.close()
+        deadline = time.time() + 20
+        while time.time() < deadline and "POST /v1/documents/big/ask 499" not in d.logs():
+            time.sleep(0.05)
+        check("a client that leaves during scoring cancels its ask (an ask takes %.1f s here)" % full,
+              "POST /v1/documents/big/ask 499" in d.logs(), d.logs()[-800:])
         # The allocator's arenas (one per thread that allocates: executor, compute pool, connections) fill
         # during the first few appends and then stay; heaptrack shows the heap itself flat (bench/README.md).
         # What must hold is that nothing grows with the document: the last append's peak against the
