@@ -631,41 +631,76 @@ def mode_load(args, result):
     result["errors"] = stats.errors
     result["busy_total"] = stats.busy_by_kind
 
-    # ---- table
-    cli_rate = statistics.mean([r["tokens_per_second"] for r in (result["cli_ingest_before"], result["cli_ingest_after"])])
-    result["cli_tokens_per_second_mean"] = cli_rate
-    rows = [("seed (1 ingest)", seed)] + [(f"K={w['k']}", w) for w in result["windows"]]
+    result["chat_max_tokens"] = args.chat_max_tokens
+    return load_table(result)
+
+
+def cli_reference(result):
+    """The faster of the two CLI ingests (before and after the daemon): the ratio never flatters the daemon."""
+    runs = [result[k] for k in ("cli_ingest_before", "cli_ingest_after") if result.get(k)]
+    return max(r["tokens_per_second"] for r in runs)
+
+
+def chat_lines(result):
+    ci, ll = result["chat_ilre"], result["chat_llama"]
+    out = (f"short chat (n={ci['n']}, max_tokens {result.get('chat_max_tokens', 64)}, one at a time): ilre "
+           f"{fmt(ci['tokens_per_second'], 1)} tok/s ({ci['completion_tokens']} tokens, p50 {fmt(ci['latency_p50_ms'])} ms, "
+           f"other cores {ci['cpu']['other_cpu_s'] / max(ci['cpu']['wall_s'], 1e-9):.2f})")
+    if ll.get("ran"):
+        ratio = ci["tokens_per_second"] / ll["tokens_per_second"] if ll.get("tokens_per_second") else None
+        result["chat_ratio_ilre_vs_llama"] = ratio
+        out += (f"; llama_cpp.server {ll['version']} {fmt(ll['tokens_per_second'], 1)} tok/s ({ll['completion_tokens']} tokens, "
+                f"p50 {fmt(ll['latency_p50_ms'])} ms, other cores {ll['cpu']['other_cpu_s'] / max(ll['cpu']['wall_s'], 1e-9):.2f}); "
+                f"ratio {fmt(ratio, 3)}")
+    else:
+        out += f"; llama_cpp.server could not be run: {ll.get('reason')}"
+    return out
+
+
+def load_table(result):
+    cli_rate = cli_reference(result)
+    result["cli_tokens_per_second_reference"] = cli_rate
+    rows = [("seed (1 ingest)", result["seed"])] + [(f"K={w['k']}", w) for w in result["windows"]]
     hdr = ("window", "ops i/a", "ask p50 ms", "ask p99 ms", "e2e p99 ms", "ttft p50 ms", "right", "ingest tok/s",
            "vs CLI", "peak RSS MB", "RSS after MB", "errors", "busy 503", "other cores")
     lines = ["| " + " | ".join(hdr) + " |", "|" + "---|" * len(hdr)]
     for name, w in rows:
-        ing = w["ingest"]
-        rate = ing.get("tokens_per_second")
+        rate = w["ingest"].get("tokens_per_second")
         w["ingest_vs_cli"] = rate / cli_rate if rate else None
         a = w["ask"]
         lines.append("| " + " | ".join([
             name, f"{w['ops']['ingest']}/{w['ops']['ask']}", fmt(a["latency_p50_ms"]), fmt(a["latency_p99_ms"]),
             fmt(a["e2e_p99_ms"]), fmt(a["ttft_p50_ms"]), f"{a['right']}/{a['n']}" if a["n"] else "-", fmt(rate),
-            fmt(w["ingest_vs_cli"], 3), fmt(w["peak_rss_mb"], 1), fmt(w["rest_rss_mb"], 1), str(w["errors"]),
+            fmt(w["ingest_vs_cli"], 3), fmt(w["peak_rss_mb"], 1), fmt(w.get("rest_rss_mb"), 1), str(w["errors"]),
             ", ".join(f"{k2} {v}" for k2, v in w["busy"].items()) or "0",
             fmt(w["cpu"]["other_cpu_s"] / w["cpu"]["wall_s"] if w["cpu"]["wall_s"] else None, 2)]) + " |")
     out = "\n".join(lines)
-    ci, ll = result["chat_ilre"], result["chat_llama"]
-    out += (f"\n\nCLI `ilre ingest` of the same document: {fmt(result['cli_ingest_before']['tokens_per_second'])} tok/s before, "
-            f"{fmt(result['cli_ingest_after']['tokens_per_second'])} after (mean {fmt(cli_rate)}); "
-            f"peak RSS {result['cli_ingest_before']['peak_rss_mb']:.1f} MB; other cores {result['cli_ingest_before']['other_cores']} / "
-            f"{result['cli_ingest_after']['other_cores']}")
-    out += (f"\nshort chat (n={ci['n']}, max_tokens {args.chat_max_tokens}, one at a time): ilre {fmt(ci['tokens_per_second'], 1)} tok/s "
-            f"({ci['completion_tokens']} tokens, p50 {fmt(ci['latency_p50_ms'])} ms, other cores {ci['cpu']['other_cpu_s'] / max(ci['cpu']['wall_s'], 1e-9):.2f})")
-    if ll.get("ran"):
-        ratio = ci["tokens_per_second"] / ll["tokens_per_second"] if ll.get("tokens_per_second") else None
-        result["chat_ratio_ilre_vs_llama"] = ratio
-        out += (f"; llama_cpp.server {ll['version']} {fmt(ll['tokens_per_second'], 1)} tok/s ({ll['completion_tokens']} tokens, "
-                f"p50 {fmt(ll['latency_p50_ms'])} ms, other cores {ll['cpu']['other_cpu_s'] / max(ll['cpu']['wall_s'], 1e-9):.2f}); ratio {fmt(ratio, 3)}")
-    else:
-        out += f"; llama_cpp.server could not be run: {ll.get('reason')}"
-    out += f"\npeak daemon RSS overall {result['peak_rss_mb_overall']} MB (idle {result['idle_rss_mb']} MB); errors {len(stats.errors)}; busy {stats.busy_by_kind}"
+    b, a = result["cli_ingest_before"], result["cli_ingest_after"]
+    out += (f"\n\nCLI `ilre ingest` of the same document: {fmt(b['tokens_per_second'])} tok/s before the daemon (other cores "
+            f"{b['other_cores']}), {fmt(a['tokens_per_second'])} after (other cores {a['other_cores']}); \"vs CLI\" divides by the "
+            f"faster, {fmt(cli_rate)}; CLI peak RSS {b['peak_rss_mb']:.1f} MB")
+    out += "\n" + chat_lines(result)
+    out += (f"\npeak daemon RSS overall {result['peak_rss_mb_overall']} MB (idle {result['idle_rss_mb']} MB); "
+            f"errors {len(result['errors'])}; busy {result['busy_total']}")
     return out
+
+
+def mode_chat(args, result):
+    """Only the short-chat comparison (ilre serve, then llama_cpp.server), for a quiet moment."""
+    stats = Stats()
+    daemon = Daemon(args.ilre, args.model, os.path.join(args.work, "data-chat"), os.path.join(args.work, "serve-chat.log"),
+                    args.parallel, args.set)
+    result["daemon_command"] = " ".join(daemon.cmd)
+    try:
+        cpu = CpuWindow(daemon.pid)
+        result["chat_ilre"] = chat_run(daemon.port, args.chat_n, args.chat_max_tokens, None, stats, "chat")
+        result["chat_ilre"]["cpu"] = cpu.stop()
+    finally:
+        result["daemon_exit_code"] = daemon.stop()
+    result["chat_llama"] = {"ran": False, "reason": "--no-llama"} if args.no_llama else llama_server_chat(args, args.chat_n, stats)
+    result["chat_max_tokens"] = args.chat_max_tokens
+    result["errors"] = stats.errors
+    return chat_lines(result) + f"\nerrors {len(stats.errors)}"
 
 
 def mode_memory(args, result):
@@ -740,7 +775,8 @@ def mode_memory(args, result):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--mode", choices=("load", "memory"), default="load")
+    ap.add_argument("--mode", choices=("load", "memory", "chat"), default="load")
+    ap.add_argument("--report", default=None, help="print the table of a JSON written by an earlier load run, run nothing")
     ap.add_argument("--model", default=os.path.join(ROOT, "models/gemma-3-270m-q4_k_m.gguf"))
     ap.add_argument("--ilre", default=os.path.join(ROOT, "build/cli/ilre"))
     ap.add_argument("--make-document", default=os.path.join(ROOT, "build/bench/make_document"))
@@ -770,6 +806,10 @@ def main():
     ap.add_argument("--keep", action="store_true", help="keep the data directories")
     ap.add_argument("--out-json", default=None)
     args = ap.parse_args()
+    if args.report:
+        result = json.load(open(args.report))
+        print(load_table(result))
+        return 0
     args.ks = [int(x) for x in args.ks.split(",") if x.strip()]
     args.model = os.path.abspath(args.model)
     os.makedirs(args.work, exist_ok=True)
@@ -778,7 +818,7 @@ def main():
     if args.wait_quiet > 0:
         result["cores_busy_before_start"] = wait_quiet(args.wait_quiet)
     t0 = time.time()
-    table = mode_load(args, result) if args.mode == "load" else mode_memory(args, result)
+    table = {"load": mode_load, "memory": mode_memory, "chat": mode_chat}[args.mode](args, result)
     result["wall_s"] = round(time.time() - t0, 1)
     result["loadavg_end"] = os.getloadavg()
     c = result["cpu"]

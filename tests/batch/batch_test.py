@@ -6,6 +6,7 @@ Groups (one ctest each): jobs, resume, shard, openai.
 """
 import fcntl
 import json
+import pty
 import os
 import re
 import shutil
@@ -67,7 +68,7 @@ def group_jobs(work):
         f.write(json.dumps({"id": "again", "path": "d00.txt"}) + "\n")
     job = write_job(work, '  - glob: "d*.txt"\n  - {id: bad, path: bad.txt}\n  - {id: empty, path: empty.txt}\n'
                           '  - {id: missing, path: nope.txt}\n  - jsonl: docs.jsonl\n', "concurrency: 2\n")
-    r = run("run", job)
+    r = first = run("run", job)
     check("a job with bad inputs runs to its end and exits 3 (some failed)", r.returncode == 3, r.stderr[-2000:])
     data, lines = lines_of(os.path.join(work, "out", "answers.jsonl"))
     expected = 4 * 3 + 3 * 3 + 4 + 3 + 3  # glob docs, bad/empty/missing, inline (+1 own), the bad line, again
@@ -99,6 +100,27 @@ def group_jobs(work):
     st = run("status", job, "--json")
     s = json.loads(st.stdout)
     check("status counts done and failed", s["done"] == expected and s["failed"] == 12 and s["remaining"] == 0, st.stdout[:500])
+    check("progress: plain log lines off a terminal, and a final summary",
+          re.search(r"info\] documents \d+/\d+ +questions \d+/\d+ +\d+ tok/s +ETA", first.stderr) is not None and
+          "batch: 10 documents" in first.stderr, first.stderr[-600:])
+    # On a terminal: a bar redrawn in place.
+    master, slave = pty.openpty()
+    shutil.rmtree(os.path.join(work, "out"))
+    p = subprocess.Popen([ILRE, "batch", "run", job], stdout=subprocess.DEVNULL, stderr=slave)
+    os.close(slave)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+    p.wait()
+    os.close(master)
+    check("progress: a bar with documents, tokens/s and ETA on a terminal", b"\r[" in seen and b"tok/s" in seen and b"ETA" in seen,
+          seen[-400:])
     # The shipped job files parse (status reads a job without running it).
     for shipped in ("reference.yaml", "licenses.yaml"):
         st = run("status", os.path.join(DATA, "..", "..", "configs", "jobs", shipped))
