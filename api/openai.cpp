@@ -8,9 +8,9 @@
 #include <filesystem>
 #include <optional>
 #include <cstring>
-#include <random>
 
 #include "api/json.h"
+#include "api/random_id.h"
 #include "api/text_stream.h"
 
 namespace fs = std::filesystem;
@@ -164,14 +164,6 @@ Request parse_request(std::string_view text, Kind kind) {
   return r;
 }
 
-std::string random_id(const char* prefix) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::random_device rd;
-  std::string id = prefix;
-  for (int i = 0; i < 24; ++i) id += kHex[rd() & 15];
-  return id;
-}
-
 int64_t unix_now() {
   return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
@@ -229,7 +221,7 @@ class ScratchStore {
     std::error_code ec;
     fs::create_directories(base, ec);
     dir_ = (base / ("request-" + std::to_string(::getpid()) + "-" + std::to_string(counter.fetch_add(1)) + "-" +
-                    random_id("").substr(0, 8)))
+                    api::random_hex(8)))
                .string();
   }
   ~ScratchStore() {
@@ -248,7 +240,7 @@ class ScratchStore {
 class Reply {
  public:
   Reply(const Request& req, const Engine& engine, const RequestContext& ctx)
-      : req_(req), ctx_(ctx), id_(random_id(req.kind == Kind::chat ? "chatcmpl-" : "cmpl-")), created_(unix_now()),
+      : req_(req), ctx_(ctx), id_((req.kind == Kind::chat ? "chatcmpl-" : "cmpl-") + api::random_hex(24)), created_(unix_now()),
         model_(engine.model_info().name), stops_(req.stop) {}
 
   // The piece callback the engine calls; false stops generation (stop string, or the client left).

@@ -18,6 +18,7 @@
 #include "api/json.h"
 #include "batch/results.h"
 #include "ilre/openai.h"
+#include "storage/manifest.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -41,15 +42,6 @@ std::string key_of_job_line(const json& j) {
 
 std::string key_of_openai_line(const json& j) {
   return j.is_object() && j.contains("custom_id") && j["custom_id"].is_string() ? j["custom_id"].get<std::string>() : "";
-}
-
-std::string now_iso8601() {
-  const auto t = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
 }
 
 // Work shared by the document workers: the queue, the counters, the first fatal error.
@@ -279,7 +271,7 @@ std::vector<const DocumentSpec*> shard_documents(const JobSpec& job, const RunOp
 }
 
 std::string resolved_yaml(const JobSpec& job, const RunOptions& o) {
-  std::string s = "# The job as it ran (" + now_iso8601() + "): the engine configuration after the job's settings,\n";
+  std::string s = "# The job as it ran (" + storage::now_iso8601() + "): the engine configuration after the job's settings,\n";
   s += "# then what the job file chose. Written by `ilre batch run`.\n";
   s += "job: " + json(job.file).dump() + "\n";
   s += "shard: " + json(std::to_string(o.shard_index) + "/" + std::to_string(o.shard_count)).dump() + "\n";

@@ -1,9 +1,10 @@
 #include "daemon/documents.h"
 
+#include "api/random_id.h"
+
 #include <spdlog/spdlog.h>
 
 #include <filesystem>
-#include <random>
 
 namespace fs = std::filesystem;
 
@@ -12,13 +13,7 @@ namespace {
 constexpr const char* kScratch = ".scratch";
 constexpr const char* kTrash = ".trash";
 
-std::string random_suffix() {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::random_device rd;
-  std::string s;
-  for (int i = 0; i < 12; ++i) s += kHex[rd() & 15];
-  return s;
-}
+std::string random_suffix() { return api::random_hex(12); }
 }  // namespace
 
 Documents::Documents(std::shared_ptr<Engine> engine, std::string data_dir)

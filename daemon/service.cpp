@@ -183,16 +183,21 @@ void busy(Exchange& ex, const char* what) {
                 "busy", {{"Retry-After", "1"}});
 }
 
-std::optional<json> parse_json_body(Exchange& ex, uint64_t limit) {
+// The whole body, or nullopt after answering 413 (over the limit) or 400 (the client broke off).
+std::optional<std::string> read_body_or_respond(Exchange& ex, uint64_t limit) {
   auto body = ex.read_body(limit);
-  if (!body) {
-    if (body.error().code == errc::out_of_range) {
-      respond_error(ex, 413, body.error().message, "invalid_request_error", "body_too_large");
-    } else {
-      respond_error(ex, 400, body.error().message, "invalid_request_error", "bad_body");
-    }
-    return std::nullopt;
+  if (body) return std::move(*body);
+  if (body.error().code == errc::out_of_range) {
+    respond_error(ex, 413, body.error().message, "invalid_request_error", "body_too_large");
+  } else {
+    respond_error(ex, 400, body.error().message, "invalid_request_error", "bad_body");
   }
+  return std::nullopt;
+}
+
+std::optional<json> parse_json_body(Exchange& ex, uint64_t limit) {
+  auto body = read_body_or_respond(ex, limit);
+  if (!body) return std::nullopt;
   if (body->empty()) return json::object();
   try {
     json j = json::parse(*body);
@@ -336,12 +341,8 @@ void Service::dispatch(Exchange& ex, Route& route) {
   }
   if (name == "/v1/chat/completions" || name == "/v1/completions") {
     if (!need("POST")) return;
-    auto body = ex.read_body(options_.max_body_bytes);
-    if (!body) {
-      return body.error().code == errc::out_of_range
-                 ? respond_error(ex, 413, body.error().message, "invalid_request_error", "body_too_large")
-                 : respond_error(ex, 400, body.error().message, "invalid_request_error", "bad_body");
-    }
+    auto body = read_body_or_respond(ex, options_.max_body_bytes);
+    if (!body) return;
     {
       // Only for the access log (the handler parses the request itself): which document it asks over.
       const json j = json::parse(*body, nullptr, false);
