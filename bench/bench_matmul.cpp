@@ -90,6 +90,9 @@ std::vector<Shape> gemma_shapes() {
       {"down", GgmlType::Q6_K, 2048, 640, "blk.0.ffn_down.weight", 9},
       {"down", GgmlType::Q4_K, 2048, 640, "", 9},
       {"output", GgmlType::Q8_0, 640, 262144, "token_embd.weight", 1},
+      // Float models (F16/F32 GGUFs) in llama.cpp's summation order; not part of the Q4_K_M forward pass.
+      {"f16", GgmlType::F16, 640, 2048, "", 0},
+      {"f32", GgmlType::F32, 640, 2048, "", 0},
   };
 }
 

@@ -7,6 +7,8 @@
 #include <limits>
 #include <vector>
 
+#include "ggml_cpu.h"
+#include "ops.h"
 #include "quant.h"
 
 namespace ilre::model {
@@ -203,6 +205,114 @@ void attend_block_f32(const AttentionArgs& a, const Block& b) {
   }
 }
 
+// ---------------------------------------------------------------------------------------------------------
+// F32 cache in ggml's order. llama.cpp (no flash attention) computes kq = K.q with vec_dot (q is a permuted,
+// non-contiguous view), soft_max over the whole padded cache row (exp in vectors of `lanes`, each vector's
+// sum folded into a double), then kqv = V^T.p with tinyBLAS for a batch of two or more queries and vec_dot
+// for one. Cells it pads or masks contribute exact zeros, so only the keys in range are visited; their
+// lane in every sum is fixed by their cell index j.
+
+// The horizontal sum of one register of `lanes` floats (ggml_cpu.h): 16 lanes fold to 8, then the tree.
+float hsum_lanes(const float* v, int lanes) {
+  float f[8];
+  for (int l = 0; l < 8; ++l) f[l] = lanes == 16 ? v[l] + v[l + 8] : v[l];
+  float t[4];
+  for (int i = 0; i < 4; ++i) t[i] = f[i] + f[i + 4];
+  return (t[0] + t[2]) + (t[1] + t[3]);
+}
+
+// vec_dot's final fold of four accumulators of `lanes` floats; 8 lanes end in two hadds, not the tree.
+float fold_vec_dot(float (*s)[16], int lanes) {
+  for (int l = 0; l < lanes; ++l) {
+    s[0][l] += s[2][l];
+    s[1][l] += s[3][l];
+    s[0][l] += s[1][l];
+  }
+  if (lanes == 16) return hsum_lanes(s[0], 16);
+  float t[4];
+  for (int i = 0; i < 4; ++i) t[i] = s[0][i] + s[0][i + 4];
+  return (t[0] + t[1]) + (t[2] + t[3]);
+}
+
+// ggml_vec_dot_f32(n, k, q).
+float vec_dot_ggml(const float* k, const float* q, int64_t n, int lanes) {
+  float s[4][16] = {};
+  const int64_t step = 4 * lanes;
+  const int64_t np = n / step * step;
+  for (int64_t i = 0; i < np; ++i) {
+    const int64_t in_step = i % step;
+    s[in_step / lanes][in_step % lanes] = std::fma(k[i], q[i], s[in_step / lanes][in_step % lanes]);
+  }
+  // ggml_vec_dot_f32 (unlike its F16 twin) adds the leftovers in float.
+  float sum = fold_vec_dot(s, lanes);
+  for (int64_t i = np; i < n; ++i) sum += k[i] * q[i];
+  return sum;
+}
+
+void attend_block_f32_ggml(const AttentionArgs& a, const Block& b) {
+  const GgmlCpu& cpu = ggml_cpu();
+  const int lanes = cpu.float_lanes;
+  const int64_t m = b.q_end - b.q_begin;
+  const int64_t kvh = b.head / (a.n_head / a.n_head_kv);
+  const auto [j_begin, j_end] = key_range(a, b);
+  const int64_t dk = a.head_dim_k;
+  const int64_t dv = a.head_dim_v;
+  const bool batched = a.n_q >= 2;  // tinyBLAS for kqv; vec_dot for a single query
+  Scratch& sc = scratch();
+  const auto* kbase = static_cast<const float*>(a.k);
+  const auto* vbase = static_cast<const float*>(a.v);
+  // Per query: exps by cell from the first group in range, and the kqv accumulators (4 x 16 lanes x dv).
+  const int64_t g_begin = j_begin / lanes * lanes;
+  const int64_t n_span = j_end - g_begin;
+  float* e = grow(sc.scores, std::max<int64_t>(n_span, 1) + lanes);
+  float* acc = grow(sc.acc, 4 * 16 * dv);
+  for (int64_t i = 0; i < m; ++i) {
+    const int64_t qi = b.q_begin + i;
+    const float* q = a.q + qi * a.ldq + b.head * dk;
+    float* out = a.out + qi * a.ldo + b.head * dv;
+    const int32_t p = a.q_pos[static_cast<size_t>(qi)];
+    float mx = kNegInf;
+    for (int64_t j = g_begin; j < j_end; ++j) {
+      float w = kNegInf;
+      if (j >= j_begin && visible(a, p, a.kv_pos[static_cast<size_t>(j)])) {
+        w = vec_dot_ggml(kbase + j * a.ldk + kvh * dk, q, dk, lanes) * a.kq_scale;
+      }
+      e[j - g_begin] = w;
+      mx = std::max(mx, w);
+    }
+    if (mx == kNegInf) {
+      std::fill(out, out + dv, 0.0f);
+      continue;
+    }
+    double sum = 0.0;
+    const int64_t n_groups = (n_span + lanes - 1) / lanes;
+    for (int64_t g = 0; g < n_groups; ++g) {
+      float* grp = e + g * lanes;
+      for (int l = 0; l < lanes; ++l) {
+        const int64_t j = g_begin + g * lanes + l;
+        // Cells past the range are masked in llama.cpp too: exp(-inf) = 0.
+        grp[l] = j < j_end && grp[l] != kNegInf ? ggml_vector_expf(grp[l] - mx, cpu.exp_avx512) : 0.0f;
+      }
+      sum += static_cast<double>(hsum_lanes(grp, lanes));
+    }
+    const auto inv = static_cast<float>(1.0 / sum);
+    std::fill(acc, acc + 4 * 16 * dv, 0.0f);
+    const int64_t slots = batched ? lanes : 4 * lanes;  // tinyBLAS: one register; vec_dot: four
+    for (int64_t j = j_begin; j < j_end; ++j) {
+      const float pj = e[j - g_begin] * inv;
+      if (pj == 0.0f) continue;  // fma(v, 0, acc) == acc
+      float* row = acc + (j % slots) * dv;
+      const float* v = vbase + j * a.ldv + kvh * dv;
+      for (int64_t d = 0; d < dv; ++d) row[d] = std::fma(v[d], pj, row[d]);
+    }
+    for (int64_t d = 0; d < dv; ++d) {
+      float s[4][16];
+      for (int64_t r = 0; r < slots; ++r) s[r / lanes][r % lanes] = acc[r * dv + d];
+      out[d] = batched ? hsum_lanes(s[0], lanes) : fold_vec_dot(s, lanes);
+    }
+  }
+}
+
 }  // namespace
 
 void attention(const AttentionArgs& a, ComputePool& pool) {
@@ -213,6 +323,7 @@ void attention(const AttentionArgs& a, ComputePool& pool) {
       const int64_t qb = task / a.n_head;
       const Block b{task % a.n_head, qb * kQueryBlock, std::min(a.n_q, (qb + 1) * kQueryBlock)};
       if (a.kv_type == KvType::f16) attend_block_f16(a, b);
+      else if (a.ggml_order) attend_block_f32_ggml(a, b);
       else attend_block_f32(a, b);
     }
   });

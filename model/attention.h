@@ -28,6 +28,10 @@ struct AttentionArgs {
   int64_t window = 0;                  // > 0: a query at p sees keys at p-window+1 .. p only
   float* out = nullptr;                // F32 [n_q, n_head*head_dim_v], rows ldo apart
   int64_t ldo = 0;
+  // F32 cache only: sum and exponentiate in llama.cpp's order on this CPU (ggml_cpu.h) instead of the
+  // blocked online softmax: what llama.cpp's --cache-type-k/v f32 computes, bit for bit where the cache
+  // slots are llama.cpp's cells (one sequence from position 0), slower at long contexts.
+  bool ggml_order = false;
 };
 
 // out = softmax(q·kᵀ·kq_scale + mask)·v per head, where key j is visible to query i iff

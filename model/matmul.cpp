@@ -70,7 +70,7 @@ void matmul(const WeightMatrix& w, const float* x, int64_t n_tok, int64_t ldx, f
             ComputePool& pool) {
   check_shapes(w, n_tok, ldx, ldy);
   if (n_tok == 0 || w.n_out == 0) return;
-  const kernels::MatmulKernel& k = kernels::matmul_kernel(w.type);
+  const kernels::MatmulKernel& k = kernels::matmul_kernel(w.type, w.n_in, n_tok);
   const int64_t n_in = w.n_in;
   const size_t a_stride = k.act_bytes(n_in);
 

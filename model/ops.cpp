@@ -1,9 +1,14 @@
 #include "ops.h"
 
 #include <array>
+#include <bit>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
+#include <limits>
 #include <vector>
+
+#include "ggml_cpu.h"
 
 #include "quant.h"
 
@@ -100,6 +105,59 @@ void geglu_exact(const float* x, const float* g, float* y, int64_t n) {
 
 void swiglu(const float* x, const float* g, float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] = x[i] / (1.0f + std::exp(-x[i])) * g[i];
+}
+
+namespace {
+
+uint32_t bits_of(float f) { return std::bit_cast<uint32_t>(f); }
+float float_of(uint32_t u) { return std::bit_cast<float>(u); }
+
+}  // namespace
+
+float ggml_vector_expf(float x, bool avx512) {
+  // exp(x) = 2^n * exp(b), n = round(x / ln 2) found by the 1.5 * 2^23 shift, b = x - n ln 2 in two parts
+  // (Arm's optimized-routines scheme, which ggml adapted), then a degree-5 polynomial for exp(b).
+  const float shift = 0x1.8p23f;
+  const float z = std::fma(x, 0x1.715476p+0f, shift);
+  const float n = z - shift;
+  const float b = std::fma(-n, 0x1.7f7d1cp-20f, std::fma(-n, 0x1.62e4p-1f, x));
+  const float u = b * b;
+  const float p = std::fma(std::fma(0x1.0e4020p-7f, b, 0x1.573e2ep-5f), u, std::fma(0x1.555e66p-3f, b, 0x1.fffdb6p-2f));
+  if (avx512) {
+    // The polynomial includes its constant 1; vscalefps multiplies by 2^n exactly. Beyond |n| > 192 the
+    // result is 0 or infinity (b is NaN for infinite x).
+    if (std::fabs(n) > 192.0f) return n <= 0.0f ? 0.0f : std::numeric_limits<float>::infinity();
+    const float j = std::fma(p, u, std::fma(0x1.ffffecp-1f, b, 1.0f));
+    return std::ldexp(j, static_cast<int>(n));
+  }
+  // AVX2: 2^n built in the exponent bits of k, the result as k + k * j; the wide cases go through two
+  // factors so that 2^n itself need not be representable.
+  const float j = std::fma(p, u, 0x1.ffffecp-1f * b);
+  const uint32_t e = bits_of(z) << 23;
+  const float k = float_of(e + bits_of(1.0f));
+  const float an = std::fabs(n);
+  if (an > 192.0f) {
+    const float s1 = float_of((n <= 0.0f ? 0x82000000u : 0u) + 0x7f000000u);
+    return s1 * s1;
+  }
+  if (an > 126.0f) {
+    const uint32_t g = n <= 0.0f ? 0x82000000u : 0u;
+    const float s1 = float_of(g + 0x7f000000u);
+    const float s2 = float_of(e - g);
+    return std::fma(s2, j, s2) * s1;
+  }
+  return std::fma(k, j, k);
+}
+
+void swiglu_ggml(const float* x, const float* g, float* y, int64_t n) {
+  const GgmlCpu& cpu = ggml_cpu();
+  const int64_t lanes = cpu.exp_avx512 ? 16 : 8;
+  const int64_t vectorised = cpu.exp_vector ? n / lanes * lanes : 0;
+  for (int64_t i = 0; i < vectorised; ++i) {
+    const float e = ggml_vector_expf(0.0f - x[i], cpu.exp_avx512);
+    y[i] = x[i] / (1.0f + e) * g[i];
+  }
+  for (int64_t i = vectorised; i < n; ++i) y[i] = x[i] / (1.0f + std::exp(-x[i])) * g[i];
 }
 
 }  // namespace ilre::model

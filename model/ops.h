@@ -36,7 +36,13 @@ class Rope {
 void geglu(const float* x, const float* g, float* y, int64_t n);
 // gelu(x) * g with the tanh approximation evaluated in F32 (no table).
 void geglu_exact(const float* x, const float* g, float* y, int64_t n);
-// silu(x) * g.
+// silu(x) * g with the C library's expf.
 void swiglu(const float* x, const float* g, float* y, int64_t n);
+// silu(x) * g as ggml computes it on this CPU (ggml_cpu.h): whole vectors of 16 (AVX-512) or 8 (AVX2)
+// elements through ggml's polynomial exp, the rest through expf.
+void swiglu_ggml(const float* x, const float* g, float* y, int64_t n);
+// ggml's vectorised exp for one lane: the AVX-512 form (avx512 = true) or the AVX2/FMA form. Both are
+// within 1.5 ulp of exp(x); they differ from each other and from expf in the last bit.
+float ggml_vector_expf(float x, bool avx512);
 
 }  // namespace ilre::model

@@ -335,8 +335,12 @@ void quantize_activation_row(GgmlType weight_type, const float* src, void* dst, 
 }
 
 float vec_dot(GgmlType weight_type, int64_t n, const void* weight_row, const void* activation_row) {
+  return matmul_dot(weight_type, n, 1, weight_row, activation_row);
+}
+
+float matmul_dot(GgmlType weight_type, int64_t n, int64_t n_tok, const void* weight_row, const void* activation_row) {
   check_blocks(weight_type, n, "vec_dot");
-  return kernels::dot_row(weight_type, n, static_cast<const uint8_t*>(weight_row),
+  return kernels::dot_row(weight_type, n, n_tok, static_cast<const uint8_t*>(weight_row),
                           static_cast<const uint8_t*>(activation_row));
 }
 

@@ -26,6 +26,9 @@ void quantize_activation_row(GgmlType weight_type, const float* src, void* dst, 
 // Dot product of one weight row (n elements of weight_type) with one activation row prepared by
 // quantize_activation_row for the same weight_type.
 float vec_dot(GgmlType weight_type, int64_t n, const void* weight_row, const void* activation_row);
+// The same for one output of a matrix product over n_tok activation rows, which is what matmul() computes:
+// for F32/F16 weights llama.cpp sums a batch (n_tok >= 2) in another order than one row (ggml_cpu.h).
+float matmul_dot(GgmlType weight_type, int64_t n, int64_t n_tok, const void* weight_row, const void* activation_row);
 
 // n elements of `type` at src -> n floats at dst (n a multiple of the block size).
 void dequantize_row(GgmlType type, const void* src, float* dst, int64_t n);

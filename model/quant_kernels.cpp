@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "ilre/error.h"
+#include "ggml_cpu.h"
 #include "quant.h"
 
 namespace ilre::model::kernels {
@@ -461,8 +462,14 @@ const MatmulKernel& matmul_kernel(GgmlType type) {
   throw_unsupported(type, "matrix product");
 }
 
-float dot_row(GgmlType type, int64_t n, const uint8_t* w, const uint8_t* a) {
-  const MatmulKernel& k = matmul_kernel(type);
+const MatmulKernel& matmul_kernel(GgmlType type, int64_t n, int64_t n_tok) {
+  const int lanes = ggml_cpu().float_lanes;
+  if (const MatmulKernel* k = float_order_kernel(type, float_order(n, n_tok, lanes), lanes)) return *k;
+  return matmul_kernel(type);
+}
+
+float dot_row(GgmlType type, int64_t n, int64_t n_tok, const uint8_t* w, const uint8_t* a) {
+  const MatmulKernel& k = matmul_kernel(type, n, n_tok);
   if (k.dot_ggml) return k.dot_ggml(n, w, a);
   // The activation goes through the kernel's own layout so that vec_dot() and matmul() agree exactly.
   thread_local std::vector<uint8_t> buffer;

@@ -26,8 +26,9 @@ void quantize_row_q8_k(const float* x, quant::BlockQ8_K* y, int64_t n);  // quan
 GgmlType activation_type_of(GgmlType weight_type);
 void prepare_ggml_activation(GgmlType weight_type, const float* x, uint8_t* dst, int64_t n);
 
-// One weight row (n elements of type) . one activation row in activation_type(type) format.
-float dot_row(GgmlType type, int64_t n, const uint8_t* w, const uint8_t* a);
+// One weight row (n elements of type) . one activation row in activation_type(type) format, as one output
+// of matmul_kernel(type, n, n_tok) computes it (n_tok = 1: ggml's vec_dot).
+float dot_row(GgmlType type, int64_t n, int64_t n_tok, const uint8_t* w, const uint8_t* a);
 
 // The matrix product for one weight type, split into two steps so that matmul() can quantise every
 // activation row once and then run tiles in parallel:
@@ -61,6 +62,17 @@ struct MatmulKernel {
 
 // Throws Exception(unsupported) for a type without kernels.
 const MatmulKernel& matmul_kernel(GgmlType type);
+
+// The kernel for a product of n_tok activation rows of length n: for F32 and F16 weights the one that sums
+// in llama.cpp's order on this CPU (float_order_kernels.cpp, ggml_cpu.h), otherwise matmul_kernel(type).
+const MatmulKernel& matmul_kernel(GgmlType type, int64_t n, int64_t n_tok);
+
+// llama.cpp's summation orders for float weights: tinyBLAS (batched, n a multiple of the width) or vec_dot.
+enum class FloatOrder { tiny, vec };
+FloatOrder float_order(int64_t n, int64_t n_tok, int lanes);
+// F32/F16 kernels of one order and width (8 or 16 lanes); portable selects the std::fma forms, which the
+// AVX2 forms equal bit for bit. nullptr for other types or widths.
+const MatmulKernel* float_order_kernel(GgmlType type, FloatOrder order, int lanes, bool portable = false);
 
 #if defined(__AVX2__) && defined(__FMA__)
 namespace avx2 {

@@ -158,6 +158,7 @@ void Forward::layer(int64_t il, float* hidden, std::span<const int32_t> pos, KvC
   a.window = hp.is_swa(il) ? hp.sliding_window : 0;
   a.out = s_.attn.data();
   a.ldo = hp.n_head * hp.head_dim_v;
+  a.ggml_order = numerics_ == Numerics::llama_cpp && cache.type() == KvType::f32;
   attention(a, pool_);
 
   mm(L.wo, s_.attn.data(), n, a.ldo, s_.proj.data(), E);
@@ -178,7 +179,8 @@ void Forward::layer(int64_t il, float* hidden, std::span<const int32_t> pos, KvC
       if (numerics_ == Numerics::exact) geglu_exact(g, u, g, hp.n_ff);
       else geglu(g, u, g, hp.n_ff);
     }
-    else swiglu(g, u, g, hp.n_ff);
+    else if (numerics_ == Numerics::exact) swiglu(g, u, g, hp.n_ff);
+    else swiglu_ggml(g, u, g, hp.n_ff);
   });
   mm(L.down, s_.gate.data(), n, hp.n_ff, s_.proj.data(), E);
   rows_parallel(n, [&](int64_t r) {

@@ -48,7 +48,7 @@ std::vector<float> random_activations(int64_t n_tok, int64_t ldx, uint32_t seed)
   return x;
 }
 
-// y[t, o] by quantize_activation_row + vec_dot, one output at a time.
+// y[t, o] by quantize_activation_row + matmul_dot, one output at a time.
 std::vector<float> naive(const WeightMatrix& w, const std::vector<float>& x, int64_t n_tok, int64_t ldx) {
   std::vector<float> y(static_cast<size_t>(n_tok * w.n_out));
   std::vector<uint8_t> act(activation_row_bytes(w.type, w.n_in));
@@ -56,7 +56,7 @@ std::vector<float> naive(const WeightMatrix& w, const std::vector<float>& x, int
     quantize_activation_row(w.type, x.data() + t * ldx, act.data(), w.n_in);
     for (int64_t o = 0; o < w.n_out; ++o) {
       y[static_cast<size_t>(t * w.n_out + o)] =
-          vec_dot(w.type, w.n_in, w.data + static_cast<size_t>(o) * w.row_bytes, act.data());
+          matmul_dot(w.type, w.n_in, n_tok, w.data + static_cast<size_t>(o) * w.row_bytes, act.data());
     }
   }
   return y;
