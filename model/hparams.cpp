@@ -59,8 +59,13 @@ HParams HParams::from_gguf(const GgufFile& f) {
   hp.arch_name = f.require_string("general.architecture");
   const std::string& a = hp.arch_name;
   if (a == "llama") hp.arch = Arch::llama;
+  else if (a == "qwen2") hp.arch = Arch::qwen2;
+  else if (a == "qwen3") hp.arch = Arch::qwen3;
   else if (a == "gemma3") hp.arch = Arch::gemma3;
-  else throw Exception(errc::unsupported, "'" + f.path() + "': architecture '" + a + "' is not supported (llama, gemma3)");
+  else {
+    throw Exception(errc::unsupported,
+                    "'" + f.path() + "': architecture '" + a + "' is not supported (llama, qwen2, qwen3, gemma3)");
+  }
 
   hp.n_embd = positive(f, a + ".embedding_length", f.require_int(a + ".embedding_length"));
   hp.n_layer = positive(f, a + ".block_count", f.require_int(a + ".block_count"));
@@ -93,6 +98,12 @@ HParams HParams::from_gguf(const GgufFile& f) {
     hp.rope_layout = RopeLayout::normal;
     hp.ffn_act = FfnActivation::silu;
     if (hp.n_rot != hp.head_dim_k) bad(f, "llama models rotate the whole head (n_rot must equal key_length)");
+  } else if (hp.arch == Arch::qwen2 || hp.arch == Arch::qwen3) {
+    // Llama's block with NeoX RoPE; Qwen2 adds Q/K/V biases, Qwen3 drops them for per-head Q/K norms.
+    hp.rope_layout = RopeLayout::neox;
+    hp.ffn_act = FfnActivation::silu;
+    hp.qkv_bias = hp.arch == Arch::qwen2;
+    hp.qk_norm = hp.arch == Arch::qwen3;
   } else {  // gemma3
     hp.rope_layout = RopeLayout::neox;
     hp.ffn_act = FfnActivation::gelu_tanh;

@@ -10,7 +10,8 @@ namespace ilre::model {
 
 class GgufFile;
 
-enum class Arch { llama, gemma3 };
+// Architectures differ only in the flags and optional tensors below, not in separate forward passes.
+enum class Arch { llama, qwen2, qwen3, gemma3 };
 
 // RoPE pairs dimension i with i+1 (llama.cpp "normal", GPT-J style) or with i + n_rot/2 ("neox").
 enum class RopeLayout { normal, neox };
@@ -47,7 +48,8 @@ struct HParams {
   float embd_scale = 1.0f;   // Gemma multiplies embeddings by sqrt(n_embd)
   float q_scale = 1.0f;      // applied to Q after RoPE (Gemma's query_pre_attn_scalar)
   float kq_scale = 1.0f;     // applied to Q·K (llama: 1/sqrt(head_dim))
-  bool qk_norm = false;      // RMSNorm on each Q and K head (Gemma 3)
+  bool qk_norm = false;      // RMSNorm on each Q and K head, before RoPE (Gemma 3, Qwen3)
+  bool qkv_bias = false;     // Q, K and V projections add a bias (Qwen2)
   bool post_norms = false;   // RMSNorm after attention and after the FFN, before the residual add (Gemma)
   FfnActivation ffn_act = FfnActivation::silu;
   float final_logit_softcap = 0.0f;

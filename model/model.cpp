@@ -110,6 +110,11 @@ std::shared_ptr<const Model> Model::load(const std::string& path) {
     L.wk = matrix(f, p + "attn_k.weight", hp.n_embd, hp.n_embd_k());
     L.wv = matrix(f, p + "attn_v.weight", hp.n_embd, hp.n_embd_v());
     L.wo = matrix(f, p + "attn_output.weight", hp.n_head * hp.head_dim_v, hp.n_embd);
+    if (hp.qkv_bias) {
+      L.bq = vector_f32(f, p + "attn_q.bias", hp.n_embd_q());
+      L.bk = vector_f32(f, p + "attn_k.bias", hp.n_embd_k());
+      L.bv = vector_f32(f, p + "attn_v.bias", hp.n_embd_v());
+    }
     L.ffn_norm = vector_f32(f, p + "ffn_norm.weight", hp.n_embd);
     L.gate = matrix(f, p + "ffn_gate.weight", hp.n_embd, hp.n_ff);
     L.up = matrix(f, p + "ffn_up.weight", hp.n_embd, hp.n_ff);

@@ -17,9 +17,10 @@ struct LayerWeights {
   WeightMatrix wq;                    // n_embd -> n_head*head_dim_k
   WeightMatrix wk;                    // n_embd -> n_head_kv*head_dim_k
   WeightMatrix wv;                    // n_embd -> n_head_kv*head_dim_v
+  std::vector<float> bq, bk, bv;      // projection biases (Qwen2), empty otherwise
   WeightMatrix wo;                    // n_head*head_dim_v -> n_embd
-  std::vector<float> q_norm;          // [head_dim_k] (Gemma 3)
-  std::vector<float> k_norm;          // [head_dim_k] (Gemma 3)
+  std::vector<float> q_norm;          // [head_dim_k] (Gemma 3, Qwen3)
+  std::vector<float> k_norm;          // [head_dim_k] (Gemma 3, Qwen3)
   std::vector<float> post_attn_norm;  // [n_embd] (Gemma)
   std::vector<float> ffn_norm;        // [n_embd]
   WeightMatrix gate;                  // n_embd -> n_ff

@@ -80,6 +80,18 @@ void Forward::project_qkv(int64_t il, const float* normed, std::span<const int32
   if (q) mm(L.wq, normed, n, hp.n_embd, q, hp.n_embd_q());
   if (k) mm(L.wk, normed, n, hp.n_embd, k, hp.n_embd_k());
   if (v) mm(L.wv, normed, n, hp.n_embd, v, hp.n_embd_v());
+  if (hp.qkv_bias) {
+    // ggml adds the bias as its own op, after the product and before any norm or RoPE.
+    const auto add_bias = [n](float* x, const std::vector<float>& b) {
+      const auto w = static_cast<int64_t>(b.size());
+      for (int64_t r = 0; r < n; ++r) {
+        for (int64_t i = 0; i < w; ++i) x[r * w + i] += b[static_cast<size_t>(i)];
+      }
+    };
+    if (q) add_bias(q, L.bq);
+    if (k) add_bias(k, L.bk);
+    if (v) add_bias(v, L.bv);
+  }
   const Rope& rope = rope_[static_cast<size_t>(il)];
   rows_parallel(n, [&](int64_t r) {
     const int32_t p = pos[static_cast<size_t>(r)];

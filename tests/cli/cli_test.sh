@@ -79,6 +79,18 @@ if [ -n "$whole" ] && [ "$whole" = "$parts" ]; then echo "ok   parts appended wi
 check "--close finishes an open document" '"total_tokens": [0-9]+' "$ilre" ingest "${settings[@]}" --store "$work/open" --close --json
 check "--close and --doc exclude each other" 'excludes' "$ilre" ingest "${settings[@]}" --store "$work/open" --close --doc "$work/a.txt"
 
+# Every command on the other architectures (random-weight fixtures from scripts/make_arch_fixtures.py): the
+# answers are noise, the commands must work end to end.
+for arch in qwen2 qwen3 llama3; do
+  m="$data/arch/$arch-tiny-f32.gguf"
+  check "info on $arch" "\"architecture\": \"${arch/llama3/llama}\"" "$ilre" info --model "$m"
+  check "generate on $arch" '.' "$ilre" generate --model "$m" -p "Once upon a time" -n 4 --temp 0
+  check "logits on $arch" '^\{"tokens": \[1,403\], "logits": \[\[-?[0-9]' "$ilre" logits --model "$m" -p "Once"
+  check "ingest on $arch" '"total_tokens": [0-9]+' "$ilre" ingest --model "$m" --doc "$work/doc.txt" --store "$work/$arch" --json
+  check "ask on $arch" '"answer"' "$ilre" ask --model "$m" --store "$work/$arch" -q "Who had a red ball?" --budget 128 \
+    --set decode.max_tokens=4 --json
+done
+
 if [ "$failures" -ne 0 ]; then
   echo "$failures check(s) failed"
   exit 1
