@@ -133,6 +133,7 @@ int main(int argc, char** argv) {
   std::shared_ptr<const GgufFile> file;
   if (!opt.model.empty()) file = GgufFile::open(opt.model);
   std::printf("weights: %s\n", file ? opt.model.c_str() : "random (Gemma model not found)");
+  ilre::bench::print_kernels();
   std::printf("threads available: %u, Eigen %d.%d.%d%s\n\n", std::thread::hardware_concurrency(), EIGEN_WORLD_VERSION,
               EIGEN_MAJOR_VERSION, EIGEN_MINOR_VERSION,
 #if defined(EIGEN_HAS_OPENMP)

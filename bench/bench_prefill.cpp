@@ -107,6 +107,7 @@ int main(int argc, char** argv) {
   const auto m = model::Model::load(path);
   const auto& hp = m->hparams();
   std::printf("model: %s (%lld layers)\n", path.c_str(), static_cast<long long>(hp.n_layer));
+  ilre::bench::print_kernels();
 
   std::map<int64_t, double> peak;
   for (int64_t nt : o.threads) peak[nt] = ilre::bench::sgemm_peak(static_cast<int>(nt), 0.3);

@@ -7,12 +7,24 @@
 #include <algorithm>
 #include <array>
 #include <chrono>
+#include <cstdio>
 #include <cstdint>
 #include <functional>
 #include <thread>
 #include <vector>
 
+#include "model/ggml_cpu.h"
+#include "model/quant_kernels.h"
+
 namespace ilre::bench {
+
+// One line naming the kernels chosen for this CPU, printed beside every figure.
+inline void print_kernels() {
+  const model::GgmlCpu& g = model::ggml_cpu();
+  std::printf("kernels: quantised %s, llama.cpp float order %d lanes, llama.cpp exp %s\n",
+              model::kernels::kernel_isa_name(model::kernels::kernel_isa()), g.float_lanes,
+              g.exp_avx512 ? "avx512" : (g.exp_vector ? "avx2" : "libm"));
+}
 
 // Best time of repeated runs (at least 2, for at least min_time seconds in total, after one warm-up).
 inline double best_seconds(const std::function<void()>& fn, double min_time) {

@@ -3,6 +3,8 @@
 #include "quant_kernels.h"
 
 #include <algorithm>
+#include <cstdlib>
+#include <string_view>
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -454,9 +456,39 @@ void prepare_ggml_activation(GgmlType type, const float* x, uint8_t* dst, int64_
   }
 }
 
+KernelIsa kernel_isa() {
+  static const KernelIsa isa = [] {
+    __builtin_cpu_init();
+    KernelIsa best = KernelIsa::scalar;
+#if defined(__AVX2__) && defined(__FMA__)
+    best = KernelIsa::avx2;
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni")) {
+      best = KernelIsa::avx512_vnni;
+    }
+#endif
+    const char* env = std::getenv("ILRE_KERNELS");
+    const std::string_view want = env ? env : "";
+    if (want == "scalar") return KernelIsa::scalar;
+    if (want == "avx2" && best != KernelIsa::scalar) return KernelIsa::avx2;
+    return best;
+  }();
+  return isa;
+}
+
+const char* kernel_isa_name(KernelIsa isa) {
+  switch (isa) {
+    case KernelIsa::avx512_vnni: return "avx512_vnni";
+    case KernelIsa::avx2: return "avx2";
+    default: return "scalar";
+  }
+}
+
 const MatmulKernel& matmul_kernel(GgmlType type) {
 #if defined(__AVX2__) && defined(__FMA__)
-  if (const MatmulKernel* k = avx2::matmul_kernel(type)) return *k;
+  if (kernel_isa() != KernelIsa::scalar) {
+    if (const MatmulKernel* k = avx2::matmul_kernel(type, kernel_isa())) return *k;
+  }
 #endif
   if (const MatmulKernel* k = portable_kernel(type)) return *k;
   throw_unsupported(type, "matrix product");
@@ -464,7 +496,8 @@ const MatmulKernel& matmul_kernel(GgmlType type) {
 
 const MatmulKernel& matmul_kernel(GgmlType type, int64_t n, int64_t n_tok) {
   const int lanes = ggml_cpu().float_lanes;
-  if (const MatmulKernel* k = float_order_kernel(type, float_order(n, n_tok, lanes), lanes)) return *k;
+  const bool portable = kernel_isa() == KernelIsa::scalar;
+  if (const MatmulKernel* k = float_order_kernel(type, float_order(n, n_tok, lanes), lanes, portable)) return *k;
   return matmul_kernel(type);
 }
 

@@ -74,9 +74,17 @@ FloatOrder float_order(int64_t n, int64_t n_tok, int lanes);
 // AVX2 forms equal bit for bit. nullptr for other types or widths.
 const MatmulKernel* float_order_kernel(GgmlType type, FloatOrder order, int lanes, bool portable = false);
 
+// The instruction sets ilre's own quantised kernels use, chosen at start-up from cpuid (or $ILRE_KERNELS =
+// avx512_vnni | avx2 | scalar, capped at what the CPU has): AVX-512 VNNI tiles for the 32-element formats,
+// AVX2 for the rest, the portable scalar forms without AVX2.
+enum class KernelIsa { scalar, avx2, avx512_vnni };
+KernelIsa kernel_isa();
+const char* kernel_isa_name(KernelIsa isa);
+
 #if defined(__AVX2__) && defined(__FMA__)
 namespace avx2 {
-const MatmulKernel* matmul_kernel(GgmlType type);  // nullptr: no AVX2 kernel for this type
+// nullptr: no kernel for this type at this level (avx512_vnni falls back to the AVX2 tiles per type).
+const MatmulKernel* matmul_kernel(GgmlType type, KernelIsa isa);
 }
 #endif
 

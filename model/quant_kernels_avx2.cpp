@@ -354,6 +354,82 @@ void legacy_tile(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, size_
   }
 }
 
+// The same with AVX-512 VNNI, two blocks per 512-bit register: vpdpbusd replaces maddubs + madd (no int16
+// saturation, so the integer block sums are the same), and conversion and scaling run once per two blocks.
+// The two halves then join the (row, column) accumulator one block after the other, exactly as in
+// legacy_tile, so both tiles give the same bits.
+#define ILRE_AVX512_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni")))
+
+template <class Dec>
+ILRE_AVX512_VNNI inline __m512i two_blocks(const uint8_t* row, int64_t b, int64_t n, bool second) {
+  const __m256i lo = Dec::quants(row, b, n);
+  return _mm512_inserti64x4(_mm512_castsi256_si512(lo), second ? Dec::quants(row, b + 1, n) : _mm256_setzero_si256(), 1);
+}
+
+ILRE_AVX512_VNNI inline __m512 two_scales(float lo, float hi) {
+  return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_castps_pd(_mm256_set1_ps(lo))),
+                                             _mm256_castps_pd(_mm256_set1_ps(hi)), 1));
+}
+
+template <class Dec, int R, int C>
+ILRE_AVX512_VNNI void legacy_tile512(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* y,
+                                     int64_t ldy) {
+  const int64_t nb = n / kQK;
+  __m256 acc[R][C];
+  const int8_t* aq[C];
+  const float* ad[C];
+  const float* asum[C];
+  for (int c = 0; c < C; ++c) {
+    aq[c] = Q8Row::qs(a + c * as);
+    ad[c] = Q8Row::d(a + c * as, n);
+    asum[c] = Q8Row::s(a + c * as, n);
+    for (int r = 0; r < R; ++r) acc[r][c] = _mm256_setzero_ps();
+  }
+  for (int64_t b = 0; b < nb; b += 2) {
+    const bool pair = b + 1 < nb;
+    __m512i yq[C];
+    __m512 dy[C];
+    for (int c = 0; c < C; ++c) {
+      yq[c] = pair ? _mm512_loadu_si512(aq[c] + b * kQK) : _mm512_zextsi256_si512(load256(aq[c] + b * kQK));
+      dy[c] = two_scales(ad[c][b], pair ? ad[c][b + 1] : 0.0f);
+    }
+    for (int r = 0; r < R; ++r) {
+      const uint8_t* row = w + r * ws;
+      if constexpr (Dec::kPrefetch) {
+        prefetch(row + Dec::kPrefetchBytes * (b + 8));
+        prefetch(row + Dec::kPrefetchBytes * (b + 9));
+      }
+      const __m512i q = two_blocks<Dec>(row, b, n, pair);
+      const __mmask64 neg = Dec::kSigned ? _mm512_movepi8_mask(q) : 0;
+      const __m512i uq = Dec::kSigned ? _mm512_abs_epi8(q) : q;
+      const __m512 dw = two_scales(Dec::d(row, b, n), pair ? Dec::d(row, b + 1, n) : 0.0f);
+      for (int c = 0; c < C; ++c) {
+        // The sign trick: |w| * (y * sign(w)); where w == 0 the product is 0 whatever y becomes.
+        const __m512i sy = Dec::kSigned ? _mm512_mask_sub_epi8(yq[c], neg, _mm512_setzero_si512(), yq[c]) : yq[c];
+        const __m512 f = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), uq, sy));
+        const __m512 scale = _mm512_mul_ps(dw, dy[c]);
+        acc[r][c] = _mm256_fmadd_ps(_mm512_castps512_ps256(f), _mm512_castps512_ps256(scale), acc[r][c]);
+        if constexpr (Dec::kMin) {
+          const __m256 ms = _mm256_zextps128_ps256(_mm_set_ss(Dec::m(row, b, n) * asum[c][b]));
+          acc[r][c] = _mm256_add_ps(acc[r][c], ms);
+        }
+        if (pair) {
+          const __m256 f1 = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(f), 1));
+          const __m256 s1 = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(scale), 1));
+          acc[r][c] = _mm256_fmadd_ps(f1, s1, acc[r][c]);
+          if constexpr (Dec::kMin) {
+            const __m256 ms = _mm256_zextps128_ps256(_mm_set_ss(Dec::m(row, b + 1, n) * asum[c][b + 1]));
+            acc[r][c] = _mm256_add_ps(acc[r][c], ms);
+          }
+        }
+      }
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    for (int c = 0; c < C; ++c) y[c * ldy + r] = hsum(acc[r][c]);
+  }
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // K-quants against Q8_K activations.
 //
@@ -504,6 +580,28 @@ struct DecodeQ6_K {
   }
 };
 
+// One super-block's integer sums (isum, 8 int32 lanes per row and column) into the float accumulators:
+// the offset and min terms from the activation's group sums, then the super-block scales.
+template <class Dec, int R, int C>
+inline void k_superblock_sums(const __m256i (&isum)[R][C], const KHeader (&h)[R], const int16_t* const (&abs_)[C],
+                              const float* const (&ad)[C], int64_t i, __m256 (&acc)[R][C]) {
+  for (int c = 0; c < C; ++c) {
+    const __m256i bsums = load256(abs_[c] + i * 16);
+    const float dy = ad[c][i];
+    for (int r = 0; r < R; ++r) {
+      __m256i total = isum[r][c];
+      if constexpr (Dec::kOffsetShift >= 0) {
+        total = _mm256_sub_epi32(total, _mm256_slli_epi32(_mm256_madd_epi16(bsums, h[r].scales), Dec::kOffsetShift));
+      }
+      acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(total), _mm256_set1_ps(h[r].d * dy), acc[r][c]);
+      if constexpr (Dec::kMin) {
+        const __m256 mins = _mm256_cvtepi32_ps(_mm256_madd_epi16(bsums, h[r].mins));
+        acc[r][c] = _mm256_fmadd_ps(mins, _mm256_set1_ps(-h[r].dmin * dy), acc[r][c]);
+      }
+    }
+  }
+}
+
 template <class Dec, int R, int C>
 void k_tile(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* y, int64_t ldy) {
   const int64_t nsb = n / kQKK;
@@ -540,21 +638,60 @@ void k_tile(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, size_t as,
     [&]<int... k>(std::integer_sequence<int, k...>) {
       (chunk(std::integral_constant<int, k>{}), ...);
     }(std::make_integer_sequence<int, kQKK / 32>{});
-    for (int c = 0; c < C; ++c) {
-      const __m256i bsums = load256(abs_[c] + i * 16);
-      const float dy = ad[c][i];
+    k_superblock_sums<Dec, R, C>(isum, h, abs_, ad, i, acc);
+  }
+  for (int r = 0; r < R; ++r) {
+    for (int c = 0; c < C; ++c) y[c * ldy + r] = hsum(acc[r][c]);
+  }
+}
+
+// The same with 512-bit registers: two 32-element chunks per maddubs/madd. Even chunks land in the low
+// half, odd ones in the high half; the halves are added (exact, integer) before the float steps, so the
+// results equal k_tile's bit for bit.
+template <class Dec, int R, int C>
+ILRE_AVX512_VNNI void k_tile512(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* y,
+                                int64_t ldy) {
+  const int64_t nsb = n / kQKK;
+  __m256 acc[R][C];
+  const int8_t* aq[C];
+  const int16_t* abs_[C];
+  const float* ad[C];
+  for (int c = 0; c < C; ++c) {
+    aq[c] = Q8KRow::qs(a + c * as);
+    abs_[c] = Q8KRow::bsums(a + c * as, n);
+    ad[c] = Q8KRow::d(a + c * as, n);
+    for (int r = 0; r < R; ++r) acc[r][c] = _mm256_setzero_ps();
+  }
+  for (int64_t i = 0; i < nsb; ++i) {
+    KHeader h[R];
+    for (int r = 0; r < R; ++r) Dec::header(w + r * ws + i * Dec::kBytes, h[r]);
+    __m512i wide[R][C];
+    for (int r = 0; r < R; ++r) {
+      for (int c = 0; c < C; ++c) wide[r][c] = _mm512_setzero_si512();
+    }
+    const auto pair = [&]<int k>(std::integral_constant<int, k>) {
       for (int r = 0; r < R; ++r) {
-        __m256i total = isum[r][c];
-        if constexpr (Dec::kOffsetShift >= 0) {
-          total = _mm256_sub_epi32(total, _mm256_slli_epi32(_mm256_madd_epi16(bsums, h[r].scales), Dec::kOffsetShift));
-        }
-        acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(total), _mm256_set1_ps(h[r].d * dy), acc[r][c]);
-        if constexpr (Dec::kMin) {
-          const __m256 mins = _mm256_cvtepi32_ps(_mm256_madd_epi16(bsums, h[r].mins));
-          acc[r][c] = _mm256_fmadd_ps(mins, _mm256_set1_ps(-h[r].dmin * dy), acc[r][c]);
+        prefetch(w + r * ws + (i + 2) * Dec::kBytes + k * Dec::kBytes / 8);
+        const uint8_t* blk = w + r * ws + i * Dec::kBytes;
+        const __m512i q = _mm512_inserti64x4(_mm512_castsi256_si512(Dec::template chunk<k>(blk)),
+                                             Dec::template chunk<k + 1>(blk), 1);
+        const __m512i sc = _mm512_inserti64x4(_mm512_castsi256_si512(chunk_scales(h[r], k)), chunk_scales(h[r], k + 1), 1);
+        for (int c = 0; c < C; ++c) {
+          const __m512i p = _mm512_maddubs_epi16(q, _mm512_loadu_si512(aq[c] + i * kQKK + k * 32));
+          wide[r][c] = _mm512_add_epi32(wide[r][c], _mm512_madd_epi16(p, sc));
         }
       }
+    };
+    [&]<int... j>(std::integer_sequence<int, j...>) {
+      (pair(std::integral_constant<int, 2 * j>{}), ...);
+    }(std::make_integer_sequence<int, kQKK / 64>{});
+    __m256i isum[R][C];
+    for (int r = 0; r < R; ++r) {
+      for (int c = 0; c < C; ++c) {
+        isum[r][c] = _mm256_add_epi32(_mm512_castsi512_si256(wide[r][c]), _mm512_extracti64x4_epi64(wide[r][c], 1));
+      }
     }
+    k_superblock_sums<Dec, R, C>(isum, h, abs_, ad, i, acc);
   }
   for (int r = 0; r < R; ++r) {
     for (int c = 0; c < C; ++c) y[c * ldy + r] = hsum(acc[r][c]);
@@ -667,11 +804,31 @@ struct Legacy {
 };
 
 template <class Dec>
+struct Legacy512 {
+  template <int R, int C>
+  struct T {
+    static void run(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* y, int64_t ldy) {
+      legacy_tile512<Dec, R, C>(n, w, ws, a, as, y, ldy);
+    }
+  };
+};
+
+template <class Dec>
 struct KQuant {
   template <int R, int C>
   struct T {
     static void run(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* y, int64_t ldy) {
       k_tile<Dec, R, C>(n, w, ws, a, as, y, ldy);
+    }
+  };
+};
+
+template <class Dec>
+struct KQuant512 {
+  template <int R, int C>
+  struct T {
+    static void run(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* y, int64_t ldy) {
+      k_tile512<Dec, R, C>(n, w, ws, a, as, y, ldy);
     }
   };
 };
@@ -688,6 +845,7 @@ struct Float {
 
 // Register tiles, measured on Zen 3 (16 ymm registers; the compiler spills larger ones).
 constexpr int kLegacyRows = 3, kLegacyCols = 5;
+constexpr int kLegacy512Rows = 4, kLegacy512Cols = 5;  // 32 zmm registers
 constexpr int kKRows = 2, kKCols = 6;
 constexpr int kFloatRows = 4, kFloatCols = 3;
 
@@ -718,9 +876,28 @@ MatmulKernel legacy_kernel() {
   return k;
 }
 
+template <class Dec, bool kPack>
+MatmulKernel legacy512_kernel() {
+  constexpr bool q8_1 = Dec::kMin;
+  MatmulKernel k = make_kernel<Legacy512<Dec>::template T, kLegacy512Rows, kLegacy512Cols>(
+      q8_1 ? q8_1_bytes : q8_0_bytes, q8_1 ? prepare_q8_1 : prepare_q8_0, q8_1 ? import_q8_1 : import_q8_0);
+  if constexpr (kPack) {
+    using Packed = DecodePacked<Dec>;
+    k.packed_row_bytes = Packed::row_bytes;
+    k.pack_rows = Packed::pack;
+    k.packed_tile = &TileTable<Legacy512<Packed>::template T, kLegacy512Rows, kLegacy512Cols>::tile;
+  }
+  return k;
+}
+
 template <class Dec>
 MatmulKernel k_kernel() {
   return make_kernel<KQuant<Dec>::template T, kKRows, kKCols>(q8_k_bytes, prepare_q8_k, import_q8_k);
+}
+
+template <class Dec>
+MatmulKernel k512_kernel() {
+  return make_kernel<KQuant512<Dec>::template T, kKRows, kKCols>(q8_k_bytes, prepare_q8_k, import_q8_k);
 }
 
 template <class Load>
@@ -733,7 +910,36 @@ MatmulKernel float_kernel(void (*prepare)(const float*, uint8_t*, int64_t),
 
 }  // namespace
 
-const MatmulKernel* matmul_kernel(GgmlType type) {
+const MatmulKernel* avx512_matmul_kernel(GgmlType type) {
+  static const MatmulKernel kQ4_0 = legacy512_kernel<DecodeQ4_0, true>();
+  static const MatmulKernel kQ4_1 = legacy512_kernel<DecodeQ4_1, true>();
+  static const MatmulKernel kQ5_0 = legacy512_kernel<DecodeQ5_0, true>();
+  static const MatmulKernel kQ5_1 = legacy512_kernel<DecodeQ5_1, true>();
+  static const MatmulKernel kQ8_0 = legacy512_kernel<DecodeQ8_0, true>();
+  static const MatmulKernel kQ2_K = k512_kernel<DecodeQ2_K>();
+  static const MatmulKernel kQ3_K = k512_kernel<DecodeQ3_K>();
+  static const MatmulKernel kQ4_K = k512_kernel<DecodeQ4_K>();
+  static const MatmulKernel kQ5_K = k512_kernel<DecodeQ5_K>();
+  static const MatmulKernel kQ6_K = k512_kernel<DecodeQ6_K>();
+  switch (type) {
+    case GgmlType::Q4_0: return &kQ4_0;
+    case GgmlType::Q4_1: return &kQ4_1;
+    case GgmlType::Q5_0: return &kQ5_0;
+    case GgmlType::Q5_1: return &kQ5_1;
+    case GgmlType::Q8_0: return &kQ8_0;
+    case GgmlType::Q2_K: return &kQ2_K;
+    case GgmlType::Q3_K: return &kQ3_K;
+    case GgmlType::Q4_K: return &kQ4_K;
+    case GgmlType::Q5_K: return &kQ5_K;
+    case GgmlType::Q6_K: return &kQ6_K;
+    default: return nullptr;
+  }
+}
+
+const MatmulKernel* matmul_kernel(GgmlType type, KernelIsa isa) {
+  if (isa == KernelIsa::avx512_vnni) {
+    if (const MatmulKernel* k = avx512_matmul_kernel(type)) return k;
+  }
   static const MatmulKernel kF32 = float_kernel<LoadF32>(prepare_f32, import_f32);
   static const MatmulKernel kF16 = float_kernel<LoadF16>(prepare_f16, import_f16);
   static const MatmulKernel kBF16 = float_kernel<LoadBF16>(prepare_bf16, import_bf16);
