@@ -60,8 +60,7 @@ Map load_tile(const void* base, KvType type, int64_t ld, int64_t col0, int64_t w
       const float* src = static_cast<const float*>(base) + (j0 + j) * ld + col0;
       std::copy(src, src + width, dst);
     } else {
-      const uint16_t* src = static_cast<const uint16_t*>(base) + (j0 + j) * ld + col0;
-      for (int64_t d = 0; d < width; ++d) dst[d] = fp16_to_fp32(src[d]);
+      fp16_to_fp32_row(static_cast<const uint16_t*>(base) + (j0 + j) * ld + col0, dst, width);
     }
   }
   return Map(out, t, width);
@@ -92,7 +91,8 @@ Map load_queries(const AttentionArgs& a, const Block& b, bool round_f16, std::ve
   for (int64_t i = 0; i < m; ++i) {
     const float* src = a.q + (b.q_begin + i) * a.ldq + b.head * a.head_dim_k;
     float* dst = q + i * a.head_dim_k;
-    for (int64_t d = 0; d < a.head_dim_k; ++d) dst[d] = round_f16 ? fp16_to_fp32(fp32_to_fp16(src[d])) : src[d];
+    if (round_f16) round_through_fp16_row(src, dst, a.head_dim_k);
+    else std::copy(src, src + a.head_dim_k, dst);
   }
   return Map(q, m, a.head_dim_k);
 }
@@ -142,7 +142,8 @@ void attend_block_f16(const AttentionArgs& a, const Block& b) {
       sum += e;
     }
     const auto inv = static_cast<float>(1.0 / sum);
-    for (int64_t j = 0; j < n_keys; ++j) row[j] = fp16_to_fp32(fp32_to_fp16(row[j] * inv));
+    for (int64_t j = 0; j < n_keys; ++j) row[j] *= inv;
+    round_through_fp16_row(row, row, n_keys);
   }
   Map acc = zeroed(sc.acc, m, a.head_dim_v);
   for (int64_t j0 = 0; j0 < n_keys; j0 += kKeyTile) {

@@ -40,7 +40,7 @@ void KvCache::store(const float* src, int64_t n, std::vector<uint8_t>& dst) cons
     return;
   }
   auto* out = reinterpret_cast<uint16_t*>(dst.data() + at);
-  for (int64_t i = 0; i < n; ++i) out[i] = fp32_to_fp16(src[i]);
+  fp32_to_fp16_row(src, out, n);
 }
 
 void KvCache::evict_middle(int64_t sink, int64_t window) {

@@ -41,6 +41,11 @@ void quantize_row_reference(GgmlType type, const float* src, void* dst, int64_t 
 float fp16_to_fp32(uint16_t h);
 uint16_t fp32_to_fp16(float f);   // round to nearest even, as F16C
 float bf16_to_fp32(uint16_t h);
+// Rows of them, eight at a time with F16C: the F16 K/V cache converts whole tiles in attention.
+void fp16_to_fp32_row(const uint16_t* src, float* dst, int64_t n);
+void fp32_to_fp16_row(const float* src, uint16_t* dst, int64_t n);
+// dst = fp16_to_fp32(fp32_to_fp16(src)) (in place allowed): the value an F16 tensor would hold.
+void round_through_fp16_row(const float* src, float* dst, int64_t n);
 uint16_t fp32_to_bf16(float f);   // round to nearest even, NaN kept quiet, as ggml
 
 }  // namespace ilre::model
