@@ -125,6 +125,30 @@ void dequant_q4_0(const BlockQ4_0* b, float* y, int64_t nb) {
   }
 }
 
+void dequant_iq4_nl(const BlockIQ4_NL* b, float* y, int64_t nb) {
+  for (int64_t i = 0; i < nb; ++i, y += kQK) {
+    const float d = half_to_float(b[i].d);
+    for (int j = 0; j < kQK / 2; ++j) {
+      y[j] = d * static_cast<float>(kIq4Values[b[i].qs[j] & 0xF]);
+      y[j + kQK / 2] = d * static_cast<float>(kIq4Values[b[i].qs[j] >> 4]);
+    }
+  }
+}
+
+void dequant_iq4_xs(const BlockIQ4_XS* b, float* y, int64_t nb) {
+  for (int64_t i = 0; i < nb; ++i) {
+    const float d = half_to_float(b[i].d);
+    for (int ib = 0; ib < kQKK / kQK; ++ib, y += kQK) {
+      const float dl = d * static_cast<float>(iq4_xs_scale(b[i], ib));
+      const uint8_t* qs = b[i].qs + ib * (kQK / 2);
+      for (int j = 0; j < kQK / 2; ++j) {
+        y[j] = dl * static_cast<float>(kIq4Values[qs[j] & 0xF]);
+        y[j + kQK / 2] = dl * static_cast<float>(kIq4Values[qs[j] >> 4]);
+      }
+    }
+  }
+}
+
 void dequant_q4_1(const BlockQ4_1* b, float* y, int64_t nb) {
   for (int64_t i = 0; i < nb; ++i, y += kQK) {
     const float d = half_to_float(b[i].d);
@@ -294,6 +318,7 @@ GgmlType activation_type(GgmlType weight_type) {
     case GgmlType::Q4_0:
     case GgmlType::Q5_0:
     case GgmlType::Q8_0:
+    case GgmlType::IQ4_NL:
       return GgmlType::Q8_0;
     case GgmlType::Q4_1:
     case GgmlType::Q5_1:
@@ -303,6 +328,7 @@ GgmlType activation_type(GgmlType weight_type) {
     case GgmlType::Q4_K:
     case GgmlType::Q5_K:
     case GgmlType::Q6_K:
+    case GgmlType::IQ4_XS:
       return GgmlType::Q8_K;
     default:
       throw_unsupported(weight_type, "matrix product");
@@ -402,6 +428,8 @@ void dequantize_row(GgmlType type, const void* src, float* dst, int64_t n) {
     case GgmlType::Q4_K: return dequant_k(static_cast<const BlockQ4_K*>(src), dst, nb);
     case GgmlType::Q5_K: return dequant_k(static_cast<const BlockQ5_K*>(src), dst, nb);
     case GgmlType::Q6_K: return dequant_k(static_cast<const BlockQ6_K*>(src), dst, nb);
+    case GgmlType::IQ4_NL: return dequant_iq4_nl(static_cast<const BlockIQ4_NL*>(src), dst, nb);
+    case GgmlType::IQ4_XS: return dequant_iq4_xs(static_cast<const BlockIQ4_XS*>(src), dst, nb);
     default:
       throw_unsupported(type, "dequantize");
   }

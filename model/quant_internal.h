@@ -77,6 +77,27 @@ struct BlockQ6_K {
   int8_t scales[kQKK / 16];
   uint16_t d;
 };
+// IQ4_NL: Q4_0's layout, but the nibble indexes a fixed non-uniform table of int8 levels.
+struct BlockIQ4_NL {
+  uint16_t d;
+  uint8_t qs[kQK / 2];
+};
+// IQ4_XS: 8 sub-blocks of 32 with six-bit scales (low four bits in scales_l, top two in scales_h), the same
+// table as IQ4_NL.
+struct BlockIQ4_XS {
+  uint16_t d;
+  uint16_t scales_h;
+  uint8_t scales_l[kQKK / 64];
+  uint8_t qs[kQKK / 2];
+};
+inline constexpr int8_t kIq4Values[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+// Sub-block ib's scale, minus its bias of 32.
+inline int iq4_xs_scale(const BlockIQ4_XS& b, int ib) {
+  const int lo = (b.scales_l[ib / 2] >> (4 * (ib % 2))) & 0xF;
+  const int hi = (b.scales_h >> (2 * ib)) & 3;
+  return (lo | (hi << 4)) - 32;
+}
+
 struct BlockQ8_K {
   float d;
   int8_t qs[kQKK];
@@ -95,6 +116,8 @@ static_assert(sizeof(BlockQ4_K) == 144);
 static_assert(sizeof(BlockQ5_K) == 176);
 static_assert(sizeof(BlockQ6_K) == 210);
 static_assert(sizeof(BlockQ8_K) == 292);
+static_assert(sizeof(BlockIQ4_NL) == 18);
+static_assert(sizeof(BlockIQ4_XS) == 136);
 
 // Half-precision conversions for inner loops. With F16C they are single instructions that define the
 // rounding (round to nearest even) we must reproduce; the portable versions in quant.cpp are bit-identical.

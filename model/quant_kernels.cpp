@@ -277,6 +277,40 @@ float dot_q8_0(int64_t n, const uint8_t* w, const uint8_t* a) {
   return sum;
 }
 
+float dot_iq4_nl(int64_t n, const uint8_t* w, const uint8_t* a) {
+  const auto* x = reinterpret_cast<const BlockIQ4_NL*>(w);
+  const auto* y = reinterpret_cast<const BlockQ8_0*>(a);
+  float sum = 0.0f;
+  for (int64_t i = 0; i < n / kQK; ++i) {
+    int isum = 0;
+    for (int j = 0; j < kQK / 2; ++j) {
+      isum += kIq4Values[x[i].qs[j] & 0xF] * y[i].qs[j] + kIq4Values[x[i].qs[j] >> 4] * y[i].qs[j + kQK / 2];
+    }
+    sum += (half_to_float(x[i].d) * half_to_float(y[i].d)) * static_cast<float>(isum);
+  }
+  return sum;
+}
+
+// IQ4_XS against Q8_K: per sub-block the table values times the activation, times the sub-block's scale,
+// summed in integers over the super-block; one float multiply-add per super-block.
+float dot_iq4_xs(int64_t n, const uint8_t* w, const uint8_t* a) {
+  const auto* x = reinterpret_cast<const BlockIQ4_XS*>(w);
+  const auto* y = reinterpret_cast<const BlockQ8_K*>(a);
+  float sum = 0.0f;
+  for (int64_t i = 0; i < n / kQKK; ++i) {
+    int isum = 0;
+    for (int ib = 0; ib < kQKK / kQK; ++ib) {
+      const uint8_t* qs = x[i].qs + ib * (kQK / 2);
+      const int8_t* q8 = y[i].qs + ib * kQK;
+      int s = 0;
+      for (int j = 0; j < kQK / 2; ++j) s += kIq4Values[qs[j] & 0xF] * q8[j] + kIq4Values[qs[j] >> 4] * q8[j + kQK / 2];
+      isum += iq4_xs_scale(x[i], ib) * s;
+    }
+    sum += (half_to_float(x[i].d) * y[i].d) * static_cast<float>(isum);
+  }
+  return sum;
+}
+
 // Every K-quant against Q8_K: unpack the super-block, then sum q*y per 16-group times its scale in
 // integers; the mins meet the precomputed 16-group sums of the activation (bsums).
 template <class Block>
@@ -340,6 +374,8 @@ DotFn scalar_dot(GgmlType type) {
     case GgmlType::F16: return dot_half<h2f>;
     case GgmlType::BF16: return dot_half<b2f>;
     case GgmlType::Q4_0: return dot_q4_0;
+    case GgmlType::IQ4_NL: return dot_iq4_nl;
+    case GgmlType::IQ4_XS: return dot_iq4_xs;
     case GgmlType::Q4_1: return dot_q4_1;
     case GgmlType::Q5_0: return dot_q5_0;
     case GgmlType::Q5_1: return dot_q5_1;
@@ -397,6 +433,8 @@ const MatmulKernel* portable_kernel(GgmlType type) {
   static const MatmulKernel kF16 = scalar_kernel<GgmlType::F16>();
   static const MatmulKernel kBF16 = scalar_kernel<GgmlType::BF16>();
   static const MatmulKernel kQ4_0 = scalar_kernel<GgmlType::Q4_0>();
+  static const MatmulKernel kIQ4_NL = scalar_kernel<GgmlType::IQ4_NL>();
+  static const MatmulKernel kIQ4_XS = scalar_kernel<GgmlType::IQ4_XS>();
   static const MatmulKernel kQ4_1 = scalar_kernel<GgmlType::Q4_1>();
   static const MatmulKernel kQ5_0 = scalar_kernel<GgmlType::Q5_0>();
   static const MatmulKernel kQ5_1 = scalar_kernel<GgmlType::Q5_1>();
@@ -411,6 +449,8 @@ const MatmulKernel* portable_kernel(GgmlType type) {
     case GgmlType::F16: return &kF16;
     case GgmlType::BF16: return &kBF16;
     case GgmlType::Q4_0: return &kQ4_0;
+    case GgmlType::IQ4_NL: return &kIQ4_NL;
+    case GgmlType::IQ4_XS: return &kIQ4_XS;
     case GgmlType::Q4_1: return &kQ4_1;
     case GgmlType::Q5_0: return &kQ5_0;
     case GgmlType::Q5_1: return &kQ5_1;
@@ -438,7 +478,8 @@ GgmlType activation_type_of(GgmlType type) {
     case GgmlType::BF16: return type;
     case GgmlType::Q4_0:
     case GgmlType::Q5_0:
-    case GgmlType::Q8_0: return GgmlType::Q8_0;
+    case GgmlType::Q8_0:
+    case GgmlType::IQ4_NL: return GgmlType::Q8_0;
     case GgmlType::Q4_1:
     case GgmlType::Q5_1: return GgmlType::Q8_1;
     default: return GgmlType::Q8_K;

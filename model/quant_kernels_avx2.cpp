@@ -281,6 +281,22 @@ struct DecodeQ8_0 {
   static float m(const uint8_t*, int64_t, int64_t) { return 0.0f; }
 };
 
+// IQ4_NL: Q4_0's nibbles looked up in the 16-level table with one byte shuffle.
+inline __m256i iq4_levels(const uint8_t* nibbles) {
+  const __m256i table = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kIq4Values)));
+  return _mm256_shuffle_epi8(table, nibbles_32(nibbles));
+}
+
+struct DecodeIQ4_NL {
+  static constexpr bool kPrefetch = true;
+  static constexpr int64_t kPrefetchBytes = sizeof(BlockIQ4_NL);
+  static constexpr bool kSigned = true;
+  static constexpr bool kMin = false;
+  static __m256i quants(const uint8_t* row, int64_t b, int64_t) { return iq4_levels(block_at<BlockIQ4_NL>(row, b) + 2); }
+  static float d(const uint8_t* row, int64_t b, int64_t) { return load_half(block_at<BlockIQ4_NL>(row, b)); }
+  static float m(const uint8_t*, int64_t, int64_t) { return 0.0f; }
+};
+
 // A packed row: the decoded bytes of all blocks (n bytes), then the scales as f32, then the mins.
 template <class Source>
 struct DecodePacked {
@@ -699,6 +715,61 @@ ILRE_AVX512_VNNI void k_tile512(int64_t n, const uint8_t* w, size_t ws, const ui
 }
 
 // ---------------------------------------------------------------------------------------------------------
+// IQ4_XS against Q8_K activations: each 32-element sub-block's table levels times the activation through
+// the sign trick, weighted by its six-bit scale (minus 32) in the int16 -> int32 widening, summed in
+// integers over the super-block, then one float FMA per super-block.
+
+template <int R, int C>
+void iq4xs_tile(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* y, int64_t ldy) {
+  const int64_t nsb = n / kQKK;
+  __m256 acc[R][C];
+  const int8_t* aq[C];
+  const float* ad[C];
+  for (int c = 0; c < C; ++c) {
+    aq[c] = Q8KRow::qs(a + c * as);
+    ad[c] = Q8KRow::d(a + c * as, n);
+    for (int r = 0; r < R; ++r) acc[r][c] = _mm256_setzero_ps();
+  }
+  for (int64_t i = 0; i < nsb; ++i) {
+    __m256i isum[R][C];
+    for (int r = 0; r < R; ++r) {
+      for (int c = 0; c < C; ++c) isum[r][c] = _mm256_setzero_si256();
+    }
+    for (int ib = 0; ib < kQKK / kQK; ++ib) {
+      for (int r = 0; r < R; ++r) {
+        const auto& blk = *reinterpret_cast<const BlockIQ4_XS*>(w + r * ws + i * sizeof(BlockIQ4_XS));
+        if (ib == 0) prefetch(w + r * ws + (i + 2) * sizeof(BlockIQ4_XS));
+        const __m256i q = iq4_levels(blk.qs + ib * (kQK / 2));
+        const __m256i uq = _mm256_sign_epi8(q, q);
+        const __m256i scale = _mm256_set1_epi16(static_cast<int16_t>(iq4_xs_scale(blk, ib)));
+        for (int c = 0; c < C; ++c) {
+          const __m256i yq = _mm256_sign_epi8(load256(aq[c] + i * kQKK + ib * kQK), q);
+          isum[r][c] = _mm256_add_epi32(isum[r][c], _mm256_madd_epi16(_mm256_maddubs_epi16(uq, yq), scale));
+        }
+      }
+    }
+    for (int r = 0; r < R; ++r) {
+      const float dw = load_half(w + r * ws + i * sizeof(BlockIQ4_XS));
+      for (int c = 0; c < C; ++c) {
+        acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[r][c]), _mm256_set1_ps(dw * ad[c][i]), acc[r][c]);
+      }
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    for (int c = 0; c < C; ++c) y[c * ldy + r] = hsum(acc[r][c]);
+  }
+}
+
+struct IQ4XS {
+  template <int R, int C>
+  struct T {
+    static void run(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* y, int64_t ldy) {
+      iq4xs_tile<R, C>(n, w, ws, a, as, y, ldy);
+    }
+  };
+};
+
+// ---------------------------------------------------------------------------------------------------------
 // F32, F16 and BF16 weights against f32 activations (already rounded like ggml's F16/BF16 activations).
 
 struct LoadF32 {
@@ -916,6 +987,7 @@ const MatmulKernel* avx512_matmul_kernel(GgmlType type) {
   static const MatmulKernel kQ5_0 = legacy512_kernel<DecodeQ5_0, true>();
   static const MatmulKernel kQ5_1 = legacy512_kernel<DecodeQ5_1, true>();
   static const MatmulKernel kQ8_0 = legacy512_kernel<DecodeQ8_0, true>();
+  static const MatmulKernel kIQ4_NL = legacy512_kernel<DecodeIQ4_NL, true>();
   static const MatmulKernel kQ2_K = k512_kernel<DecodeQ2_K>();
   static const MatmulKernel kQ3_K = k512_kernel<DecodeQ3_K>();
   static const MatmulKernel kQ4_K = k512_kernel<DecodeQ4_K>();
@@ -932,6 +1004,7 @@ const MatmulKernel* avx512_matmul_kernel(GgmlType type) {
     case GgmlType::Q4_K: return &kQ4_K;
     case GgmlType::Q5_K: return &kQ5_K;
     case GgmlType::Q6_K: return &kQ6_K;
+    case GgmlType::IQ4_NL: return &kIQ4_NL;
     default: return nullptr;
   }
 }
@@ -949,6 +1022,9 @@ const MatmulKernel* matmul_kernel(GgmlType type, KernelIsa isa) {
   static const MatmulKernel kQ5_0 = legacy_kernel<DecodeQ5_0, true>();
   static const MatmulKernel kQ5_1 = legacy_kernel<DecodeQ5_1, true>();
   static const MatmulKernel kQ8_0 = legacy_kernel<DecodeQ8_0, true>();
+  static const MatmulKernel kIQ4_NL = legacy_kernel<DecodeIQ4_NL, true>();
+  static const MatmulKernel kIQ4_XS =
+      make_kernel<IQ4XS::template T, kKRows, kKCols>(q8_k_bytes, prepare_q8_k, import_q8_k);
   static const MatmulKernel kQ2_K = k_kernel<DecodeQ2_K>();
   static const MatmulKernel kQ3_K = k_kernel<DecodeQ3_K>();
   static const MatmulKernel kQ4_K = k_kernel<DecodeQ4_K>();
@@ -967,6 +1043,8 @@ const MatmulKernel* matmul_kernel(GgmlType type, KernelIsa isa) {
     case GgmlType::Q3_K: return &kQ3_K;
     case GgmlType::Q4_K: return &kQ4_K;
     case GgmlType::Q5_K: return &kQ5_K;
+    case GgmlType::IQ4_NL: return &kIQ4_NL;
+    case GgmlType::IQ4_XS: return &kIQ4_XS;
     case GgmlType::Q6_K: return &kQ6_K;
     default: return nullptr;
   }

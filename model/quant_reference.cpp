@@ -64,6 +64,73 @@ void ref_q4_0(const float* x, BlockQ4_0* y, int64_t nb) {
   }
 }
 
+// ----- IQ4_NL / IQ4_XS --------------------------------------------------------------------------------
+// A simpler rule than ggml's (which searches several scales per block): the value of largest magnitude maps
+// to the table's end of its sign, every value to its nearest level. Used to make test and tool weights;
+// dequantisation and dot products are what must match ggml, and do.
+
+int nearest_iq4_level(float v) {
+  int best = 0;
+  float err = std::fabs(v - static_cast<float>(kIq4Values[0]));
+  for (int k = 1; k < 16; ++k) {
+    const float e = std::fabs(v - static_cast<float>(kIq4Values[k]));
+    if (e < err) {
+      err = e;
+      best = k;
+    }
+  }
+  return best;
+}
+
+// One 32-element group at scale d: nibbles in Q4_0's order.
+void iq4_group(const float* x, float d, uint8_t* qs) {
+  const float id = d != 0.0f ? 1.0f / d : 0.0f;
+  for (int j = 0; j < kQK / 2; ++j) {
+    const int lo = nearest_iq4_level(x[j] * id);
+    const int hi = nearest_iq4_level(x[j + kQK / 2] * id);
+    qs[j] = static_cast<uint8_t>(lo | (hi << 4));
+  }
+}
+
+// A positive scale that puts the value of largest magnitude on the table's level of the same sign.
+float iq4_scale(const float* x) {
+  const float m = signed_absmax(x, kQK);
+  return m / static_cast<float>(m < 0.0f ? kIq4Values[0] : kIq4Values[15]);
+}
+
+void ref_iq4_nl(const float* x, BlockIQ4_NL* y, int64_t nb) {
+  for (int64_t i = 0; i < nb; ++i, x += kQK) {
+    const float d = iq4_scale(x);
+    y[i].d = float_to_half(d);
+    iq4_group(x, half_to_float(y[i].d), y[i].qs);
+  }
+}
+
+void ref_iq4_xs(const float* x, BlockIQ4_XS* y, int64_t nb) {
+  constexpr int kSub = kQKK / kQK;
+  for (int64_t i = 0; i < nb; ++i, x += kQKK) {
+    float sub[kSub];
+    float amax = 0.0f;
+    for (int ib = 0; ib < kSub; ++ib) {
+      sub[ib] = iq4_scale(x + ib * kQK);
+      amax = std::max(amax, std::fabs(sub[ib]));
+    }
+    // Six-bit scales biased by 32: ls - 32 in -32..31 multiplies d.
+    const float d = amax / 31.0f;
+    y[i].d = float_to_half(d);
+    const float dd = half_to_float(y[i].d);
+    y[i].scales_h = 0;
+    std::memset(y[i].scales_l, 0, sizeof(y[i].scales_l));
+    for (int ib = 0; ib < kSub; ++ib) {
+      const int l = dd != 0.0f ? std::clamp(nearest_int(sub[ib] / dd), -32, 31) : 0;
+      const int ls = l + 32;
+      y[i].scales_l[ib / 2] = static_cast<uint8_t>(y[i].scales_l[ib / 2] | ((ls & 0xF) << (4 * (ib % 2))));
+      y[i].scales_h = static_cast<uint16_t>(y[i].scales_h | ((ls >> 4) << (2 * ib)));
+      iq4_group(x + ib * kQK, dd * static_cast<float>(l), y[i].qs + ib * (kQK / 2));
+    }
+  }
+}
+
 void min_max(const float* x, int n, float& min, float& max) {
   min = FLT_MAX;
   max = -FLT_MAX;
@@ -588,6 +655,8 @@ void quantize_row_reference(GgmlType type, const float* src, void* dst, int64_t 
     case GgmlType::Q4_K: return ref_q4_k(src, static_cast<BlockQ4_K*>(dst), nb);
     case GgmlType::Q5_K: return ref_q5_k(src, static_cast<BlockQ5_K*>(dst), nb);
     case GgmlType::Q6_K: return ref_q6_k(src, static_cast<BlockQ6_K*>(dst), nb);
+    case GgmlType::IQ4_NL: return ref_iq4_nl(src, static_cast<BlockIQ4_NL*>(dst), nb);
+    case GgmlType::IQ4_XS: return ref_iq4_xs(src, static_cast<BlockIQ4_XS*>(dst), nb);
     default:
       throw Exception(errc::unsupported, "quantize: tensor type " + std::string(info.name) + " is not supported");
   }

@@ -4,6 +4,7 @@
 Sections
   gemma       first two rows of one tensor of each type in the default Gemma-3-270M GGUF, dequantised by
               gguf-py (gguf.quants.dequantize), to check dequantize_row on real weights.
+  iq4         the same layouts for IQ4_NL / IQ4_XS, and ggml's own quantisation and vec_dot of them
   layouts     a few blocks of random bytes per computable type with gguf-py's dequantisation, to check the
               bit layout of every type independently of our own quantiser.
   reference   ggml's *_ref quantisation (ggml_quantize_chunk of llama.cpp's libggml-base) of a fixed input,
@@ -174,6 +175,55 @@ def ggml_sections(rng):
     return reference, activation
 
 
+IQ4 = [T.IQ4_NL, T.IQ4_XS]
+
+
+def iq4_section(rng):
+    """IQ4_NL / IQ4_XS, drawn after every other section so the older data stays as it was: random blocks with
+    gguf-py's dequantisation, and (with libggml) ggml's quantisation of a fixed input, its activation row and
+    ggml's vec_dot on exactly those bytes."""
+    out = {"layouts": [], "dots": []}
+    for qtype in IQ4:
+        block, type_size = gguf.GGML_QUANT_SIZES[qtype]
+        n = 2 * block
+        raw = rng.integers(0, 256, n // block * type_size, dtype=np.uint8)
+        for b in range(n // block):
+            h = np.array([rng.uniform(0.002, 0.05) * rng.choice([1, 1, 1, -1])], dtype=np.float16)
+            raw[b * type_size: b * type_size + 2] = h.view(np.uint8)
+        values = gguf.quants.dequantize(raw.reshape(n // block, type_size), qtype)
+        out["layouts"].append({"type": name(qtype), "n": n, "bytes": raw.tobytes().hex(), "values": floats(values)})
+    base_path, cpu_path = find_lib("libggml-base"), find_lib("libggml-cpu")
+    if not base_path or not cpu_path:
+        return out
+    base = ctypes.CDLL(base_path)
+    cpu = ctypes.CDLL(cpu_path)
+    base.ggml_quantize_chunk.restype = ctypes.c_size_t
+    base.ggml_quantize_chunk.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
+                                         ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p]
+    cpu.ggml_get_type_traits_cpu.restype = ctypes.POINTER(TypeTraitsCpu)
+    cpu.ggml_get_type_traits_cpu.argtypes = [ctypes.c_int]
+    cpu.ggml_cpu_init()
+    n = 1024
+    x = special_input(rng, n)
+    a = tie_input(rng, n)
+    out["input"], out["activation_input"] = floats(x), floats(a)
+    for qtype in IQ4:
+        block, type_size = gguf.GGML_QUANT_SIZES[qtype]
+        w = np.zeros(n // block * type_size, dtype=np.uint8)
+        base.ggml_quantize_chunk(int(qtype), x.ctypes.data, w.ctypes.data, 0, 1, n, None)
+        traits = cpu.ggml_get_type_traits_cpu(int(qtype)).contents
+        act_type = T(traits.vec_dot_type)
+        act_traits = cpu.ggml_get_type_traits_cpu(int(act_type)).contents
+        ab, asz = gguf.GGML_QUANT_SIZES[act_type]
+        act = np.zeros(n // ab * asz + 64, dtype=np.uint8)
+        FROM_FLOAT(act_traits.from_float)(a.ctypes.data, act.ctypes.data, n)
+        s = ctypes.c_float(0.0)
+        VEC_DOT(traits.vec_dot)(n, ctypes.byref(s), 0, w.ctypes.data, 0, act.ctypes.data, 0, 1)
+        out["dots"].append({"weight_type": name(qtype), "activation_type": name(act_type), "weights": w.tobytes().hex(),
+                            "dot": float(np.float32(s.value))})
+    return out
+
+
 def main():
     rng = np.random.default_rng(20240611)
     doc = {"model": os.path.basename(MODEL), "gemma": gemma_section() if os.path.exists(MODEL) else [],
@@ -182,6 +232,7 @@ def main():
     if reference:
         doc["reference"] = reference
         doc["activation"] = activation
+    doc["iq4"] = iq4_section(rng)
     os.makedirs(os.path.dirname(OUT), exist_ok=True)
     with open(OUT, "w") as f:
         json.dump(doc, f, separators=(",", ":"))

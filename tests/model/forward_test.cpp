@@ -102,7 +102,8 @@ TEST_P(TinyForward, StoppingAfterAnyLayerYieldsThatLayersKeys) {
 }
 
 TEST_P(TinyForward, QuantisedWeightsTrackExactArithmetic) {
-  for (GgmlType type : {GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::Q6_K, GgmlType::Q5_0, GgmlType::F16}) {
+  for (GgmlType type : {GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::Q6_K, GgmlType::Q5_0, GgmlType::F16,
+                        GgmlType::IQ4_NL, GgmlType::IQ4_XS}) {
     SCOPED_TRACE(std::string(ggml_type_name(type)));
     auto m = load(16, type);
     ComputePool pool(2);

@@ -83,7 +83,7 @@ std::vector<Case> cases() {
           {GgmlType::BF16, 64},  {GgmlType::BF16, 7},   {GgmlType::Q4_0, 160},
           {GgmlType::Q4_1, 96},  {GgmlType::Q5_0, 640}, {GgmlType::Q5_1, 64},  {GgmlType::Q8_0, 224},
           {GgmlType::Q2_K, 256}, {GgmlType::Q3_K, 512}, {GgmlType::Q4_K, 512}, {GgmlType::Q5_K, 256},
-          {GgmlType::Q6_K, 768}};
+          {GgmlType::Q6_K, 768}, {GgmlType::IQ4_NL, 96}, {GgmlType::IQ4_XS, 512}};
 }
 
 // Every output equals the vec_dot of its row and its quantised activation, bit for bit, for shapes that
@@ -171,14 +171,17 @@ TEST(Matmul, EmptyAndInvalidShapes) {
   WeightMatrix bad = o.w;
   bad.n_in = 48;  // not whole blocks
   EXPECT_THROW(matmul(bad, x.data(), 1, 64, y.data(), 4, pool), Exception);
-  WeightMatrix iq = o.w;
-  iq.type = GgmlType::IQ4_NL;
+  // A type without kernels (IQ2_XXS, 256-element blocks) names itself.
+  const size_t iq_row = *ggml_row_bytes(GgmlType::IQ2_XXS, 256);
+  std::vector<uint8_t> iq_bytes(iq_row * 4, 0);
+  const WeightMatrix iq{GgmlType::IQ2_XXS, iq_bytes.data(), 256, 4, iq_row};
+  std::vector<float> x256(256, 1.0f);
   try {
-    matmul(iq, x.data(), 1, 64, y.data(), 4, pool);
+    matmul(iq, x256.data(), 1, 256, y.data(), 4, pool);
     ADD_FAILURE() << "no exception";
   } catch (const Exception& e) {
     EXPECT_EQ(e.code(), errc::unsupported);
-    EXPECT_NE(std::string(e.what()).find("iq4_nl"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("iq2_xxs"), std::string::npos) << e.what();
   }
 }
 

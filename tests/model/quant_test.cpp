@@ -27,7 +27,8 @@ namespace {
 const std::vector<GgmlType>& computable_types() {
   static const std::vector<GgmlType> types = {
       GgmlType::F32,  GgmlType::F16,  GgmlType::BF16, GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1,
-      GgmlType::Q8_0, GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K};
+      GgmlType::Q8_0, GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K,
+      GgmlType::IQ4_NL, GgmlType::IQ4_XS};
   return types;
 }
 
@@ -184,6 +185,8 @@ Bound round_trip_bound(GgmlType type) {
     case GgmlType::Q4_K: return {0.14};
     case GgmlType::Q3_K: return {0.32};
     case GgmlType::Q2_K: return {0.55};
+    case GgmlType::IQ4_NL: return {0.11};  // half the widest gap of the level table (24 of 113)
+    case GgmlType::IQ4_XS: return {0.14};  // plus the six-bit sub-block scales
     default: return {0.0};
   }
 }
@@ -418,6 +421,39 @@ TEST(QuantGgml, LayoutsMatchGgufPy) {
     ++checked;
   }
   EXPECT_EQ(checked, 12);
+}
+
+// IQ4_NL / IQ4_XS: dequantisation of random blocks as gguf-py, and the dot product on the bytes ggml's own
+// quantiser made (ilre's reference quantiser is a simpler rule, so those bytes are not compared).
+TEST(QuantGgml, Iq4MatchesGgml) {
+  const auto& doc = reference_json();
+  ASSERT_TRUE(doc.contains("iq4"));
+  const auto& iq = doc["iq4"];
+  int layouts = 0;
+  for (const auto& entry : iq["layouts"]) {
+    const GgmlType type = type_named(entry["type"]);
+    const int64_t n = entry["n"];
+    const std::vector<uint8_t> bytes = from_hex(entry["bytes"]);
+    ASSERT_EQ(bytes.size(), *ggml_row_bytes(type, n));
+    const std::vector<float> want = floats_of(entry["values"]);
+    const std::vector<float> got = dequantize(type, bytes.data(), n);
+    for (int64_t i = 0; i < n; ++i) ASSERT_EQ(got[i], want[i]) << entry["type"] << " element " << i;
+    ++layouts;
+  }
+  EXPECT_EQ(layouts, 2);
+  if (!iq.contains("dots")) GTEST_SKIP() << "reference data written without libggml";
+  const std::vector<float> a = floats_of(iq["activation_input"]);
+  const auto n = static_cast<int64_t>(a.size());
+  for (const auto& entry : iq["dots"]) {
+    const GgmlType type = type_named(entry["weight_type"]);
+    ASSERT_EQ(std::string(ggml_type_name(activation_type(type))), entry["activation_type"].get<std::string>());
+    std::vector<uint8_t> act(activation_row_bytes(type, n));
+    quantize_activation_row(type, a.data(), act.data(), n);
+    const std::vector<uint8_t> w = from_hex(entry["weights"]);
+    const float dot = vec_dot(type, n, w.data(), act.data());
+    const float ggml_dot = entry["dot"].get<float>();
+    EXPECT_NEAR(dot, ggml_dot, 2e-6 * std::fabs(ggml_dot)) << entry["weight_type"];
+  }
 }
 
 TEST(QuantGgml, ReferenceQuantisationIsBitExact) {
