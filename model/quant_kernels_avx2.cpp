@@ -99,6 +99,50 @@ struct Q8KRow {
   }
 };
 
+// The C activation rows a tile reads, split into their parts once per tile.
+template <int C>
+struct Q8Columns {
+  const int8_t* qs[C];
+  const float* d[C];
+  const float* s[C];
+  Q8Columns(const uint8_t* a, size_t as, int64_t n) {
+    for (int c = 0; c < C; ++c) {
+      qs[c] = Q8Row::qs(a + c * as);
+      d[c] = Q8Row::d(a + c * as, n);
+      s[c] = Q8Row::s(a + c * as, n);
+    }
+  }
+};
+
+template <int C>
+struct Q8KColumns {
+  const int8_t* qs[C];
+  const int16_t* bsums[C];
+  const float* d[C];
+  Q8KColumns(const uint8_t* a, size_t as, int64_t n) {
+    for (int c = 0; c < C; ++c) {
+      qs[c] = Q8KRow::qs(a + c * as);
+      bsums[c] = Q8KRow::bsums(a + c * as, n);
+      d[c] = Q8KRow::d(a + c * as, n);
+    }
+  }
+};
+
+// Every tile ends the same way: one horizontal sum per (row, column) accumulator.
+template <int R, int C>
+inline void zero(__m256 (&acc)[R][C]) {
+  for (int r = 0; r < R; ++r) {
+    for (int c = 0; c < C; ++c) acc[r][c] = _mm256_setzero_ps();
+  }
+}
+
+template <int R, int C>
+inline void store_sums(const __m256 (&acc)[R][C], float* y, int64_t ldy) {
+  for (int r = 0; r < R; ++r) {
+    for (int c = 0; c < C; ++c) y[c * ldy + r] = hsum(acc[r][c]);
+  }
+}
+
 size_t q8_0_bytes(int64_t n) { return Q8Row::bytes(n, false); }
 size_t q8_1_bytes(int64_t n) { return Q8Row::bytes(n, true); }
 size_t q8_k_bytes(int64_t n) { return Q8KRow::bytes(n); }
@@ -332,16 +376,12 @@ template <class Dec, int R, int C>
 void legacy_tile(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* y, int64_t ldy) {
   const int64_t nb = n / kQK;
   const __m256i ones = _mm256_set1_epi16(1);
+  const Q8Columns<C> col(a, as, n);
+  const auto& aq = col.qs;
+  const auto& ad = col.d;
+  const auto& asum = col.s;
   __m256 acc[R][C];
-  const int8_t* aq[C];
-  const float* ad[C];
-  const float* asum[C];
-  for (int c = 0; c < C; ++c) {
-    aq[c] = Q8Row::qs(a + c * as);
-    ad[c] = Q8Row::d(a + c * as, n);
-    asum[c] = Q8Row::s(a + c * as, n);
-    for (int r = 0; r < R; ++r) acc[r][c] = _mm256_setzero_ps();
-  }
+  zero(acc);
   for (int64_t b = 0; b < nb; ++b) {
     for (int r = 0; r < R; ++r) {
       const uint8_t* row = w + r * ws;
@@ -365,9 +405,7 @@ void legacy_tile(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, size_
       }
     }
   }
-  for (int r = 0; r < R; ++r) {
-    for (int c = 0; c < C; ++c) y[c * ldy + r] = hsum(acc[r][c]);
-  }
+  store_sums(acc, y, ldy);
 }
 
 // The same with AVX-512 VNNI, two blocks per 512-bit register: vpdpbusd replaces maddubs + madd (no int16
@@ -391,16 +429,12 @@ template <class Dec, int R, int C>
 ILRE_AVX512_VNNI void legacy_tile512(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* y,
                                      int64_t ldy) {
   const int64_t nb = n / kQK;
+  const Q8Columns<C> col(a, as, n);
+  const auto& aq = col.qs;
+  const auto& ad = col.d;
+  const auto& asum = col.s;
   __m256 acc[R][C];
-  const int8_t* aq[C];
-  const float* ad[C];
-  const float* asum[C];
-  for (int c = 0; c < C; ++c) {
-    aq[c] = Q8Row::qs(a + c * as);
-    ad[c] = Q8Row::d(a + c * as, n);
-    asum[c] = Q8Row::s(a + c * as, n);
-    for (int r = 0; r < R; ++r) acc[r][c] = _mm256_setzero_ps();
-  }
+  zero(acc);
   for (int64_t b = 0; b < nb; b += 2) {
     const bool pair = b + 1 < nb;
     __m512i yq[C];
@@ -441,9 +475,7 @@ ILRE_AVX512_VNNI void legacy_tile512(int64_t n, const uint8_t* w, size_t ws, con
       }
     }
   }
-  for (int r = 0; r < R; ++r) {
-    for (int c = 0; c < C; ++c) y[c * ldy + r] = hsum(acc[r][c]);
-  }
+  store_sums(acc, y, ldy);
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -599,11 +631,11 @@ struct DecodeQ6_K {
 // One super-block's integer sums (isum, 8 int32 lanes per row and column) into the float accumulators:
 // the offset and min terms from the activation's group sums, then the super-block scales.
 template <class Dec, int R, int C>
-inline void k_superblock_sums(const __m256i (&isum)[R][C], const KHeader (&h)[R], const int16_t* const (&abs_)[C],
-                              const float* const (&ad)[C], int64_t i, __m256 (&acc)[R][C]) {
+inline void k_superblock_sums(const __m256i (&isum)[R][C], const KHeader (&h)[R], const Q8KColumns<C>& col, int64_t i,
+                              __m256 (&acc)[R][C]) {
   for (int c = 0; c < C; ++c) {
-    const __m256i bsums = load256(abs_[c] + i * 16);
-    const float dy = ad[c][i];
+    const __m256i bsums = load256(col.bsums[c] + i * 16);
+    const float dy = col.d[c][i];
     for (int r = 0; r < R; ++r) {
       __m256i total = isum[r][c];
       if constexpr (Dec::kOffsetShift >= 0) {
@@ -621,16 +653,10 @@ inline void k_superblock_sums(const __m256i (&isum)[R][C], const KHeader (&h)[R]
 template <class Dec, int R, int C>
 void k_tile(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* y, int64_t ldy) {
   const int64_t nsb = n / kQKK;
+  const Q8KColumns<C> col(a, as, n);
+  const auto& aq = col.qs;
   __m256 acc[R][C];
-  const int8_t* aq[C];
-  const int16_t* abs_[C];
-  const float* ad[C];
-  for (int c = 0; c < C; ++c) {
-    aq[c] = Q8KRow::qs(a + c * as);
-    abs_[c] = Q8KRow::bsums(a + c * as, n);
-    ad[c] = Q8KRow::d(a + c * as, n);
-    for (int r = 0; r < R; ++r) acc[r][c] = _mm256_setzero_ps();
-  }
+  zero(acc);
   for (int64_t i = 0; i < nsb; ++i) {
     KHeader h[R];
     for (int r = 0; r < R; ++r) Dec::header(w + r * ws + i * Dec::kBytes, h[r]);
@@ -654,11 +680,9 @@ void k_tile(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, size_t as,
     [&]<int... k>(std::integer_sequence<int, k...>) {
       (chunk(std::integral_constant<int, k>{}), ...);
     }(std::make_integer_sequence<int, kQKK / 32>{});
-    k_superblock_sums<Dec, R, C>(isum, h, abs_, ad, i, acc);
+    k_superblock_sums<Dec, R, C>(isum, h, col, i, acc);
   }
-  for (int r = 0; r < R; ++r) {
-    for (int c = 0; c < C; ++c) y[c * ldy + r] = hsum(acc[r][c]);
-  }
+  store_sums(acc, y, ldy);
 }
 
 // The same with 512-bit registers: two 32-element chunks per maddubs/madd. Even chunks land in the low
@@ -668,16 +692,10 @@ template <class Dec, int R, int C>
 ILRE_AVX512_VNNI void k_tile512(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* y,
                                 int64_t ldy) {
   const int64_t nsb = n / kQKK;
+  const Q8KColumns<C> col(a, as, n);
+  const auto& aq = col.qs;
   __m256 acc[R][C];
-  const int8_t* aq[C];
-  const int16_t* abs_[C];
-  const float* ad[C];
-  for (int c = 0; c < C; ++c) {
-    aq[c] = Q8KRow::qs(a + c * as);
-    abs_[c] = Q8KRow::bsums(a + c * as, n);
-    ad[c] = Q8KRow::d(a + c * as, n);
-    for (int r = 0; r < R; ++r) acc[r][c] = _mm256_setzero_ps();
-  }
+  zero(acc);
   for (int64_t i = 0; i < nsb; ++i) {
     KHeader h[R];
     for (int r = 0; r < R; ++r) Dec::header(w + r * ws + i * Dec::kBytes, h[r]);
@@ -707,11 +725,9 @@ ILRE_AVX512_VNNI void k_tile512(int64_t n, const uint8_t* w, size_t ws, const ui
         isum[r][c] = _mm256_add_epi32(_mm512_castsi512_si256(wide[r][c]), _mm512_extracti64x4_epi64(wide[r][c], 1));
       }
     }
-    k_superblock_sums<Dec, R, C>(isum, h, abs_, ad, i, acc);
+    k_superblock_sums<Dec, R, C>(isum, h, col, i, acc);
   }
-  for (int r = 0; r < R; ++r) {
-    for (int c = 0; c < C; ++c) y[c * ldy + r] = hsum(acc[r][c]);
-  }
+  store_sums(acc, y, ldy);
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -722,14 +738,11 @@ ILRE_AVX512_VNNI void k_tile512(int64_t n, const uint8_t* w, size_t ws, const ui
 template <int R, int C>
 void iq4xs_tile(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* y, int64_t ldy) {
   const int64_t nsb = n / kQKK;
+  const Q8KColumns<C> col(a, as, n);
+  const auto& aq = col.qs;
+  const auto& ad = col.d;
   __m256 acc[R][C];
-  const int8_t* aq[C];
-  const float* ad[C];
-  for (int c = 0; c < C; ++c) {
-    aq[c] = Q8KRow::qs(a + c * as);
-    ad[c] = Q8KRow::d(a + c * as, n);
-    for (int r = 0; r < R; ++r) acc[r][c] = _mm256_setzero_ps();
-  }
+  zero(acc);
   for (int64_t i = 0; i < nsb; ++i) {
     __m256i isum[R][C];
     for (int r = 0; r < R; ++r) {
@@ -755,9 +768,7 @@ void iq4xs_tile(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, size_t
       }
     }
   }
-  for (int r = 0; r < R; ++r) {
-    for (int c = 0; c < C; ++c) y[c * ldy + r] = hsum(acc[r][c]);
-  }
+  store_sums(acc, y, ldy);
 }
 
 struct IQ4XS {
@@ -825,9 +836,7 @@ void float_tile_with(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, s
       for (int c = 0; c < C; ++c) acc[r][c] = _mm256_fmadd_ps(wv, xv[c], acc[r][c]);
     }
   }
-  for (int r = 0; r < R; ++r) {
-    for (int c = 0; c < C; ++c) y[c * ldy + r] = hsum(acc[r][c]);
-  }
+  store_sums(acc, y, ldy);
 }
 
 // Prepared activations are f32 whatever the weight type.
@@ -981,72 +990,52 @@ MatmulKernel float_kernel(void (*prepare)(const float*, uint8_t*, int64_t),
 
 }  // namespace
 
-const MatmulKernel* avx512_matmul_kernel(GgmlType type) {
-  static const MatmulKernel kQ4_0 = legacy512_kernel<DecodeQ4_0, true>();
-  static const MatmulKernel kQ4_1 = legacy512_kernel<DecodeQ4_1, true>();
-  static const MatmulKernel kQ5_0 = legacy512_kernel<DecodeQ5_0, true>();
-  static const MatmulKernel kQ5_1 = legacy512_kernel<DecodeQ5_1, true>();
-  static const MatmulKernel kQ8_0 = legacy512_kernel<DecodeQ8_0, true>();
-  static const MatmulKernel kIQ4_NL = legacy512_kernel<DecodeIQ4_NL, true>();
-  static const MatmulKernel kQ2_K = k512_kernel<DecodeQ2_K>();
-  static const MatmulKernel kQ3_K = k512_kernel<DecodeQ3_K>();
-  static const MatmulKernel kQ4_K = k512_kernel<DecodeQ4_K>();
-  static const MatmulKernel kQ5_K = k512_kernel<DecodeQ5_K>();
-  static const MatmulKernel kQ6_K = k512_kernel<DecodeQ6_K>();
+// The quantised formats' kernels at one register width: kWide picks the AVX-512 VNNI tiles, which give the
+// same bits as the AVX2 ones.
+template <bool kWide>
+const MatmulKernel* quantised_kernel(GgmlType type) {
+  const auto legacy = []<class Dec>(Dec) { return kWide ? legacy512_kernel<Dec, true>() : legacy_kernel<Dec, true>(); };
+  const auto kq = []<class Dec>(Dec) { return kWide ? k512_kernel<Dec>() : k_kernel<Dec>(); };
+  static const MatmulKernel kQ4_0 = legacy(DecodeQ4_0{});
+  static const MatmulKernel kQ4_1 = legacy(DecodeQ4_1{});
+  static const MatmulKernel kQ5_0 = legacy(DecodeQ5_0{});
+  static const MatmulKernel kQ5_1 = legacy(DecodeQ5_1{});
+  static const MatmulKernel kQ8_0 = legacy(DecodeQ8_0{});
+  static const MatmulKernel kIQ4_NL = legacy(DecodeIQ4_NL{});
+  static const MatmulKernel kQ2_K = kq(DecodeQ2_K{});
+  static const MatmulKernel kQ3_K = kq(DecodeQ3_K{});
+  static const MatmulKernel kQ4_K = kq(DecodeQ4_K{});
+  static const MatmulKernel kQ5_K = kq(DecodeQ5_K{});
+  static const MatmulKernel kQ6_K = kq(DecodeQ6_K{});
+  // IQ4_XS has one tile for both widths.
+  static const MatmulKernel kIQ4_XS =
+      make_kernel<IQ4XS::template T, kKRows, kKCols>(q8_k_bytes, prepare_q8_k, import_q8_k);
   switch (type) {
     case GgmlType::Q4_0: return &kQ4_0;
     case GgmlType::Q4_1: return &kQ4_1;
     case GgmlType::Q5_0: return &kQ5_0;
     case GgmlType::Q5_1: return &kQ5_1;
     case GgmlType::Q8_0: return &kQ8_0;
+    case GgmlType::IQ4_NL: return &kIQ4_NL;
     case GgmlType::Q2_K: return &kQ2_K;
     case GgmlType::Q3_K: return &kQ3_K;
     case GgmlType::Q4_K: return &kQ4_K;
     case GgmlType::Q5_K: return &kQ5_K;
     case GgmlType::Q6_K: return &kQ6_K;
-    case GgmlType::IQ4_NL: return &kIQ4_NL;
+    case GgmlType::IQ4_XS: return &kIQ4_XS;
     default: return nullptr;
   }
 }
 
 const MatmulKernel* matmul_kernel(GgmlType type, KernelIsa isa) {
-  if (isa == KernelIsa::avx512_vnni) {
-    if (const MatmulKernel* k = avx512_matmul_kernel(type)) return k;
-  }
   static const MatmulKernel kF32 = float_kernel<LoadF32>(prepare_f32, import_f32);
   static const MatmulKernel kF16 = float_kernel<LoadF16>(prepare_f16, import_f16);
   static const MatmulKernel kBF16 = float_kernel<LoadBF16>(prepare_bf16, import_bf16);
-  // Q8_0 blocks are already plain bytes: packing would only copy them.
-  static const MatmulKernel kQ4_0 = legacy_kernel<DecodeQ4_0, true>();
-  static const MatmulKernel kQ4_1 = legacy_kernel<DecodeQ4_1, true>();
-  static const MatmulKernel kQ5_0 = legacy_kernel<DecodeQ5_0, true>();
-  static const MatmulKernel kQ5_1 = legacy_kernel<DecodeQ5_1, true>();
-  static const MatmulKernel kQ8_0 = legacy_kernel<DecodeQ8_0, true>();
-  static const MatmulKernel kIQ4_NL = legacy_kernel<DecodeIQ4_NL, true>();
-  static const MatmulKernel kIQ4_XS =
-      make_kernel<IQ4XS::template T, kKRows, kKCols>(q8_k_bytes, prepare_q8_k, import_q8_k);
-  static const MatmulKernel kQ2_K = k_kernel<DecodeQ2_K>();
-  static const MatmulKernel kQ3_K = k_kernel<DecodeQ3_K>();
-  static const MatmulKernel kQ4_K = k_kernel<DecodeQ4_K>();
-  static const MatmulKernel kQ5_K = k_kernel<DecodeQ5_K>();
-  static const MatmulKernel kQ6_K = k_kernel<DecodeQ6_K>();
   switch (type) {
     case GgmlType::F32: return &kF32;
     case GgmlType::F16: return &kF16;
     case GgmlType::BF16: return &kBF16;
-    case GgmlType::Q4_0: return &kQ4_0;
-    case GgmlType::Q4_1: return &kQ4_1;
-    case GgmlType::Q5_0: return &kQ5_0;
-    case GgmlType::Q5_1: return &kQ5_1;
-    case GgmlType::Q8_0: return &kQ8_0;
-    case GgmlType::Q2_K: return &kQ2_K;
-    case GgmlType::Q3_K: return &kQ3_K;
-    case GgmlType::Q4_K: return &kQ4_K;
-    case GgmlType::Q5_K: return &kQ5_K;
-    case GgmlType::IQ4_NL: return &kIQ4_NL;
-    case GgmlType::IQ4_XS: return &kIQ4_XS;
-    case GgmlType::Q6_K: return &kQ6_K;
-    default: return nullptr;
+    default: return isa == KernelIsa::avx512_vnni ? quantised_kernel<true>(type) : quantised_kernel<false>(type);
   }
 }
 

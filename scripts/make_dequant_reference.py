@@ -130,11 +130,11 @@ VEC_DOT = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.POINTER(ctypes.c_float), c
                            ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
 
 
-def ggml_sections(rng):
+def load_ggml():
+    """llama_cpp's bundled libggml-base and libggml-cpu with the two entry points used here, or None."""
     base_path, cpu_path = find_lib("libggml-base"), find_lib("libggml-cpu")
     if not base_path or not cpu_path:
-        print("llama_cpp's libggml not found: skipping the reference/activation sections", file=sys.stderr)
-        return None, None
+        return None
     base = ctypes.CDLL(base_path)
     cpu = ctypes.CDLL(cpu_path)
     base.ggml_quantize_chunk.restype = ctypes.c_size_t
@@ -143,6 +143,15 @@ def ggml_sections(rng):
     cpu.ggml_get_type_traits_cpu.restype = ctypes.POINTER(TypeTraitsCpu)
     cpu.ggml_get_type_traits_cpu.argtypes = [ctypes.c_int]
     cpu.ggml_cpu_init()
+    return base, cpu
+
+
+def ggml_sections(rng):
+    libs = load_ggml()
+    if not libs:
+        print("llama_cpp's libggml not found: skipping the reference/activation sections", file=sys.stderr)
+        return None, None
+    base, cpu = libs
 
     n = 1024
     x = special_input(rng, n)
@@ -192,17 +201,10 @@ def iq4_section(rng):
             raw[b * type_size: b * type_size + 2] = h.view(np.uint8)
         values = gguf.quants.dequantize(raw.reshape(n // block, type_size), qtype)
         out["layouts"].append({"type": name(qtype), "n": n, "bytes": raw.tobytes().hex(), "values": floats(values)})
-    base_path, cpu_path = find_lib("libggml-base"), find_lib("libggml-cpu")
-    if not base_path or not cpu_path:
+    libs = load_ggml()
+    if not libs:
         return out
-    base = ctypes.CDLL(base_path)
-    cpu = ctypes.CDLL(cpu_path)
-    base.ggml_quantize_chunk.restype = ctypes.c_size_t
-    base.ggml_quantize_chunk.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
-                                         ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p]
-    cpu.ggml_get_type_traits_cpu.restype = ctypes.POINTER(TypeTraitsCpu)
-    cpu.ggml_get_type_traits_cpu.argtypes = [ctypes.c_int]
-    cpu.ggml_cpu_init()
+    base, cpu = libs
     n = 1024
     x = special_input(rng, n)
     a = tie_input(rng, n)
