@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <prometheus/counter.h>
@@ -475,6 +476,7 @@ void Service::dispatch(Exchange& ex, Route& route) {
       doc->append_tokens = p.tokens;
     };
     Result<IngestReport> rep = make_error(errc::internal, "no append ran");
+    const auto started = std::chrono::steady_clock::now();
     doc->appending = true;
     if (name.ends_with("/append")) {
       if (ex.header("Content-Length").value_or("") == "0") {
@@ -502,8 +504,11 @@ void Service::dispatch(Exchange& ex, Route& route) {
       const uint64_t bytes = rep ? rep->bytes_read : 0;
       rep = doc->stream->close(opt);
       if (rep) {
+        // One rate for the whole request (the append and the close that flushed its tail), not the close's.
         rep->tokens_added += appended;
         rep->bytes_read += bytes;
+        const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+        rep->tokens_per_second = seconds > 0.0 ? static_cast<double>(rep->tokens_added) / seconds : 0.0;
       }
     }
     doc->appending = false;

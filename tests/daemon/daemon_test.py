@@ -262,6 +262,15 @@ def group_documents(work):
         check("close finishes the document, as the whole text closed", code == 200 and closed["open"] is False and
               closed["pending_tokens"] == 0 and closed["tokens"] >= before["tokens"] + before["pending_tokens"] and
               closed["tokens"] == closed_whole["tokens"], (closed, closed_whole))
+        # An append with ?close=true reports the rate of the whole request, not of the close that ended it.
+        d.json("POST", "/v1/documents", {"id": "rate"})
+        t0 = time.time()
+        status, rated = d.json("POST", "/v1/documents/rate/append?close=true", words(20000, 7))
+        wall = time.time() - t0
+        tps = rated.get("tokens_per_second", 0) if status == 200 else 0
+        check("append?close=true reports the request's own rate", status == 200 and tps > 0 and
+              0.3 * wall <= rated["appended_tokens"] / tps <= 1.05 * wall + 0.05, (rated, wall))
+        d.curl("-X", "DELETE", d.url() + "/v1/documents/rate")
         code, _ = d.curl("-X", "DELETE", d.url() + "/v1/documents/story")
         check("delete is 204", code == 204)
         check("deleted document is 404", d.json("GET", "/v1/documents/story")[0] == 404)
