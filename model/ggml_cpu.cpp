@@ -1,7 +1,6 @@
 #include "ggml_cpu.h"
 
-#include <spdlog/spdlog.h>
-
+#include <cstdio>
 #include <cstdlib>
 #include <string_view>
 
@@ -26,7 +25,8 @@ const GgmlCpu& ggml_cpu() {
     const std::string_view want = env ? env : "auto";
     if (want == "avx512") return GgmlCpu{16, true, true};
     if (want == "avx2") return GgmlCpu{8, false, true};
-    if (want != "auto") spdlog::warn("ILRE_GGML_CPU={} is not avx512, avx2 or auto: using this CPU's", want);
+    // stderr, not spdlog: this file is also linked into the standalone fuzz targets, which have no logger.
+    if (want != "auto") std::fprintf(stderr, "ILRE_GGML_CPU=%s is not avx512, avx2 or auto: using this CPU's\n", env);
     return detected();
   }();
   return cpu;
