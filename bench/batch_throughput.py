@@ -20,7 +20,7 @@ by wall time and by CPU time. The load average before and after each phase is re
 the wall ratio moves, the CPU ratio much less.
 
   python3 bench/batch_throughput.py --docs 20 --tokens 32768 --questions 5 --out-json /tmp/bt.json
-  python3 bench/batch_throughput.py --model tests/data/models/stories260K-f32.gguf --docs 3 --tokens 2048 --questions 2
+  python3 bench/batch_throughput.py --model tests/data/models/stories260K-f32.gguf --docs 3 --tokens 2048 --questions 2 --budget 256
 
 Every loop is bounded; nothing is built; the work folder is emptied of earlier results before each run.
 """
@@ -34,6 +34,8 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from machine import cpu_info, log, wait_quiet  # noqa: E402
 
 WORDS = ["marigold", "tangerine", "obsidian", "lavender", "cobalt", "saffron", "juniper", "quartz", "hemlock",
          "vermilion", "pumice", "sorrel", "bramble", "topaz", "walnut", "cinder", "magnolia", "pewter", "thistle",
@@ -44,10 +46,6 @@ GENERIC_QUESTIONS = ["What is this document about?", "Who is mentioned first in 
                      "What happens at the end of the document?", "Which places are named in the document?",
                      "Summarise the first paragraph in one sentence.", "What is the tone of the document?",
                      "Which objects are mentioned most often?", "What is the last sentence about?"]
-
-
-def log(*a):
-    print(*a, file=sys.stderr, flush=True)
 
 
 def code_word(k):
@@ -64,48 +62,6 @@ def loadavg():
             return [float(x) for x in f.read().split()[:3]]
     except OSError:
         return None
-
-
-def machine_busy_seconds():
-    with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:]]
-    hz = os.sysconf("SC_CLK_TCK")
-    idle = v[3] + (v[4] if len(v) > 4 else 0)
-    return (sum(v[:8]) - idle) / hz
-
-
-def wait_quiet(limit_s, cores=0.25, probe_s=3.0):
-    """Waits (at most limit_s) until the machine's other work uses under `cores` cores over probe_s seconds."""
-    deadline = time.time() + limit_s
-    while True:
-        m0 = machine_busy_seconds()
-        time.sleep(probe_s)
-        used = (machine_busy_seconds() - m0) / probe_s
-        if used < cores or time.time() > deadline:
-            return round(used, 2)
-        log(f"machine busy ({used:.2f} cores in use); waiting ...")
-
-
-def cpu_info():
-    out = {"model_name": "?", "cpu_family": None, "model": None, "flags": [], "nproc": os.cpu_count()}
-    try:
-        text = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-    except OSError:
-        return out
-    for line in text.splitlines():
-        key, _, val = line.partition(":")
-        val = val.strip()
-        if key == "Model name":
-            out["model_name"] = val
-        elif key == "CPU family":
-            out["cpu_family"] = val
-        elif key == "Model":
-            out["model"] = val
-        elif key == "Flags":
-            flags = set(val.split())
-            out["flags"] = [f for f in ("avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni",
-                                        "avx512_bf16") if f in flags]
-    return out
 
 
 def children_cpu():

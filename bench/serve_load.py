@@ -35,6 +35,8 @@ import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from machine import cpu_info, log, machine_busy_seconds, proc_cpu_seconds, rss_kb, wait_quiet  # noqa: E402
 NEEDLE_KEY = "4817293"
 NEEDLE = "The pass key for the blue vault is " + NEEDLE_KEY + "."
 QUESTION = "What is the pass key for the blue vault?"
@@ -42,10 +44,6 @@ CHAT_PROMPT = "Write a short story about a lighthouse keeper and a storm."
 
 
 # ------------------------------------------------------------------------------------------- helpers
-
-def log(*a):
-    print(*a, file=sys.stderr, flush=True)
-
 
 def wait_for_file(path, seconds=120):
     """The binaries may be briefly missing while another engineer rebuilds: wait, do not build."""
@@ -57,34 +55,6 @@ def wait_for_file(path, seconds=120):
         time.sleep(5)
 
 
-def wait_quiet(limit_s, cores=0.25, probe_s=3.0):
-    """Waits (at most limit_s) until the machine's other work uses under `cores` cores over probe_s seconds."""
-    deadline = time.time() + limit_s
-    while True:
-        m0 = machine_busy_seconds()
-        time.sleep(probe_s)
-        used = (machine_busy_seconds() - m0) / probe_s
-        if used < cores or time.time() > deadline:
-            return round(used, 2)
-        log(f"machine busy ({used:.2f} cores in use); waiting ...")
-
-
-def cpu_info():
-    out = {"model_name": "?", "avx2": False, "avx512f": False, "avx512_vnni": False, "nproc": os.cpu_count()}
-    try:
-        text = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-        for line in text.splitlines():
-            if line.startswith("Model name:"):
-                out["model_name"] = line.split(":", 1)[1].strip()
-            if line.startswith("Flags:"):
-                flags = set(line.split(":", 1)[1].split())
-                for f in ("avx2", "avx512f", "avx512_vnni"):
-                    out[f] = f in flags
-    except OSError:
-        pass
-    return out
-
-
 def percentile(values, p):
     if not values:
         return None
@@ -92,34 +62,6 @@ def percentile(values, p):
     k = (len(v) - 1) * p / 100.0
     lo, hi = int(k), min(int(k) + 1, len(v) - 1)
     return v[lo] + (v[hi] - v[lo]) * (k - lo)
-
-
-def rss_kb(pid):
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-def proc_cpu_seconds(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except OSError:
-        return None
-
-
-def machine_busy_seconds():
-    with open("/proc/stat") as f:
-        parts = f.readline().split()[1:]
-    vals = [int(x) for x in parts]
-    idle = vals[3] + (vals[4] if len(vals) > 4 else 0)
-    return (sum(vals[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 class CpuWindow:

@@ -10,6 +10,7 @@
 #include "ggml_cpu.h"
 #include "ops.h"
 #include "quant.h"
+#include "quant_kernels.h"
 
 namespace ilre::model {
 namespace {
@@ -213,43 +214,6 @@ void attend_block_f32(const AttentionArgs& a, const Block& b) {
 // for one. Cells it pads or masks contribute exact zeros, so only the keys in range are visited; their
 // lane in every sum is fixed by their cell index j.
 
-// The horizontal sum of one register of `lanes` floats (ggml_cpu.h): 16 lanes fold to 8, then the tree.
-float hsum_lanes(const float* v, int lanes) {
-  float f[8];
-  for (int l = 0; l < 8; ++l) f[l] = lanes == 16 ? v[l] + v[l + 8] : v[l];
-  float t[4];
-  for (int i = 0; i < 4; ++i) t[i] = f[i] + f[i + 4];
-  return (t[0] + t[2]) + (t[1] + t[3]);
-}
-
-// vec_dot's final fold of four accumulators of `lanes` floats; 8 lanes end in two hadds, not the tree.
-float fold_vec_dot(float (*s)[16], int lanes) {
-  for (int l = 0; l < lanes; ++l) {
-    s[0][l] += s[2][l];
-    s[1][l] += s[3][l];
-    s[0][l] += s[1][l];
-  }
-  if (lanes == 16) return hsum_lanes(s[0], 16);
-  float t[4];
-  for (int i = 0; i < 4; ++i) t[i] = s[0][i] + s[0][i + 4];
-  return (t[0] + t[1]) + (t[2] + t[3]);
-}
-
-// ggml_vec_dot_f32(n, k, q).
-float vec_dot_ggml(const float* k, const float* q, int64_t n, int lanes) {
-  float s[4][16] = {};
-  const int64_t step = 4 * lanes;
-  const int64_t np = n / step * step;
-  for (int64_t i = 0; i < np; ++i) {
-    const int64_t in_step = i % step;
-    s[in_step / lanes][in_step % lanes] = std::fma(k[i], q[i], s[in_step / lanes][in_step % lanes]);
-  }
-  // ggml_vec_dot_f32 (unlike its F16 twin) adds the leftovers in float.
-  float sum = fold_vec_dot(s, lanes);
-  for (int64_t i = np; i < n; ++i) sum += k[i] * q[i];
-  return sum;
-}
-
 void attend_block_f32_ggml(const AttentionArgs& a, const Block& b) {
   const GgmlCpu& cpu = ggml_cpu();
   const int lanes = cpu.float_lanes;
@@ -276,7 +240,7 @@ void attend_block_f32_ggml(const AttentionArgs& a, const Block& b) {
     for (int64_t j = g_begin; j < j_end; ++j) {
       float w = kNegInf;
       if (j >= j_begin && visible(a, p, a.kv_pos[static_cast<size_t>(j)])) {
-        w = vec_dot_ggml(kbase + j * a.ldk + kvh * dk, q, dk, lanes) * a.kq_scale;
+        w = kernels::ggml_vec_dot_f32(kbase + j * a.ldk + kvh * dk, q, dk, lanes) * a.kq_scale;
       }
       e[j - g_begin] = w;
       mx = std::max(mx, w);
@@ -294,7 +258,7 @@ void attend_block_f32_ggml(const AttentionArgs& a, const Block& b) {
         // Cells past the range are masked in llama.cpp too: exp(-inf) = 0.
         grp[l] = j < j_end && grp[l] != kNegInf ? ggml_vector_expf(grp[l] - mx, cpu.exp_avx512) : 0.0f;
       }
-      sum += static_cast<double>(hsum_lanes(grp, lanes));
+      sum += static_cast<double>(kernels::ggml_hsum(grp, lanes));
     }
     const auto inv = static_cast<float>(1.0 / sum);
     std::fill(acc, acc + 4 * 16 * dv, 0.0f);
@@ -309,7 +273,7 @@ void attend_block_f32_ggml(const AttentionArgs& a, const Block& b) {
     for (int64_t d = 0; d < dv; ++d) {
       float s[4][16];
       for (int64_t r = 0; r < slots; ++r) s[r / lanes][r % lanes] = acc[r * dv + d];
-      out[d] = batched ? hsum_lanes(s[0], lanes) : fold_vec_dot(s, lanes);
+      out[d] = batched ? kernels::ggml_hsum(s[0], lanes) : kernels::ggml_fold_vec_dot(s, lanes);
     }
   }
 }

@@ -8,15 +8,15 @@
 //         4 x lanes elements, folded pairwise, summed horizontally, and the elements after the last whole
 //         step added one by one (in double for F16, in float for F32).
 // The horizontal sums are trees fixed by the instructions ggml uses: the 8-lane tinyBLAS sum and the
-// 16-lane _mm512_reduce_add_ps both come to hsum8 below; ggml's 8-lane vec_dot folds with two hadds.
+// 16-lane _mm512_reduce_add_ps both come to ggml_hsum; ggml's 8-lane vec_dot folds with two hadds.
 // The AVX2 forms run 16-lane orders on pairs of 8-lane registers with the same per-lane operations, so
 // they agree bit for bit with the portable forms, which spell every operation out with std::fma.
-#include <algorithm>
 #include <array>
-#include <utility>
 #include <cmath>
 #include <cstring>
+#include <utility>
 
+#include "quant.h"
 #include "quant_internal.h"
 #include "quant_kernels.h"
 
@@ -38,24 +38,13 @@ void prepare_for_f32(const float* x, uint8_t* dst, int64_t n) {
   std::memcpy(dst, x, static_cast<size_t>(n) * sizeof(float));
 }
 void prepare_for_f16(const float* x, uint8_t* dst, int64_t n) {
-  auto* y = reinterpret_cast<float*>(dst);
-  std::array<uint16_t, 256> h;
-  for (int64_t i = 0; i < n; i += static_cast<int64_t>(h.size())) {
-    const int64_t m = std::min<int64_t>(static_cast<int64_t>(h.size()), n - i);
-    round_row_f16(x + i, h.data(), m);
-    for (int64_t j = 0; j < m; ++j) y[i + j] = half_to_float(h[static_cast<size_t>(j)]);
-  }
+  round_through_fp16_row(x, reinterpret_cast<float*>(dst), n);
 }
 void import_f32_act(const uint8_t* src, uint8_t* dst, int64_t n) {
   std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));
 }
 void import_f16_act(const uint8_t* src, uint8_t* dst, int64_t n) {
-  auto* y = reinterpret_cast<float*>(dst);
-  for (int64_t i = 0; i < n; ++i) {
-    uint16_t h;
-    std::memcpy(&h, src + 2 * i, sizeof h);
-    y[i] = half_to_float(h);
-  }
+  fp16_to_fp32_row(reinterpret_cast<const uint16_t*>(src), reinterpret_cast<float*>(dst), n);
 }
 
 // kDoubleTail: ggml_vec_dot_f16 adds the elements after the last whole step in double, ggml_vec_dot_f32 in
@@ -80,21 +69,6 @@ struct WF16 {
 // ---------------------------------------------------------------------------------------------------------
 // Portable forms.
 
-// ((v0+v4) + (v2+v6)) + ((v1+v5) + (v3+v7)): tinyBLAS's 8-lane hsum and, after folding 16 lanes to 8,
-// _mm512_reduce_add_ps.
-float hsum8(const float* v) {
-  float t[4];
-  for (int i = 0; i < 4; ++i) t[i] = v[i] + v[i + 4];
-  return (t[0] + t[2]) + (t[1] + t[3]);
-}
-
-// ggml's GGML_F32x8_REDUCE: ((v0+v4) + (v1+v5)) + ((v2+v6) + (v3+v7)).
-float hadd8(const float* v) {
-  float t[4];
-  for (int i = 0; i < 4; ++i) t[i] = v[i] + v[i + 4];
-  return (t[0] + t[1]) + (t[2] + t[3]);
-}
-
 template <class W>
 float add_tail(float head, int64_t np, int64_t n, const uint8_t* w, const float* a) {
   if constexpr (W::kDoubleTail) {
@@ -110,23 +84,17 @@ float add_tail(float head, int64_t np, int64_t n, const uint8_t* w, const float*
 
 template <class W, int kLanes>
 float portable_tiny(int64_t n, const uint8_t* w, const float* a) {
-  float acc[kLanes] = {};
+  float acc[16] = {};
   for (int64_t i = 0; i < n; i += kLanes) {
     for (int l = 0; l < kLanes; ++l) acc[l] = std::fma(W::at(w, i + l), a[i + l], acc[l]);
   }
-  if constexpr (kLanes == 16) {
-    float f[8];
-    for (int l = 0; l < 8; ++l) f[l] = acc[l] + acc[l + 8];
-    return hsum8(f);
-  } else {
-    return hsum8(acc);
-  }
+  return ggml_hsum(acc, kLanes);
 }
 
 template <class W, int kLanes>
 float portable_vec(int64_t n, const uint8_t* w, const float* a) {
   constexpr int64_t kStep = 4 * kLanes;
-  float s[4][kLanes] = {};
+  float s[4][16] = {};
   const int64_t np = n / kStep * kStep;
   for (int64_t i = 0; i < np; i += kStep) {
     for (int j = 0; j < 4; ++j) {
@@ -136,20 +104,7 @@ float portable_vec(int64_t n, const uint8_t* w, const float* a) {
       }
     }
   }
-  for (int l = 0; l < kLanes; ++l) {
-    s[0][l] += s[2][l];
-    s[1][l] += s[3][l];
-    s[0][l] += s[1][l];
-  }
-  float head;
-  if constexpr (kLanes == 16) {
-    float f[8];
-    for (int l = 0; l < 8; ++l) f[l] = s[0][l] + s[0][l + 8];
-    head = hsum8(f);
-  } else {
-    head = hadd8(s[0]);
-  }
-  return add_tail<W>(head, np, n, w, a);
+  return add_tail<W>(ggml_fold_vec_dot(s, kLanes), np, n, w, a);
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -340,6 +295,31 @@ const MatmulKernel& pick(const KernelSet& s, FloatOrder order, int lanes) {
 }
 
 }  // namespace
+
+float ggml_hsum(const float* v, int lanes) {
+  float f[8];
+  for (int l = 0; l < 8; ++l) f[l] = lanes == 16 ? v[l] + v[l + 8] : v[l];
+  float t[4];
+  for (int i = 0; i < 4; ++i) t[i] = f[i] + f[i + 4];
+  return (t[0] + t[2]) + (t[1] + t[3]);
+}
+
+float ggml_fold_vec_dot(float (*s)[16], int lanes) {
+  for (int l = 0; l < lanes; ++l) {
+    s[0][l] += s[2][l];
+    s[1][l] += s[3][l];
+    s[0][l] += s[1][l];
+  }
+  if (lanes == 16) return ggml_hsum(s[0], 16);
+  float t[4];
+  for (int i = 0; i < 4; ++i) t[i] = s[0][i] + s[0][i + 4];
+  return (t[0] + t[1]) + (t[2] + t[3]);
+}
+
+float ggml_vec_dot_f32(const float* x, const float* y, int64_t n, int lanes) {
+  return lanes == 16 ? portable_vec<WF32, 16>(n, reinterpret_cast<const uint8_t*>(x), y)
+                     : portable_vec<WF32, 8>(n, reinterpret_cast<const uint8_t*>(x), y);
+}
 
 FloatOrder float_order(int64_t n, int64_t n_tok, int lanes) {
   return n_tok >= 2 && n % lanes == 0 ? FloatOrder::tiny : FloatOrder::vec;

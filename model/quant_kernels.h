@@ -74,6 +74,14 @@ FloatOrder float_order(int64_t n, int64_t n_tok, int lanes);
 // AVX2 forms equal bit for bit. nullptr for other types or widths.
 const MatmulKernel* float_order_kernel(GgmlType type, FloatOrder order, int lanes, bool portable = false);
 
+// The same sums one at a time, for code that follows ggml's order outside a matrix product (attention):
+//   ggml_hsum: one register of `lanes` floats summed as tinyBLAS, _mm512_reduce_add_ps and softmax do;
+//   ggml_fold_vec_dot: vec_dot's four accumulators s[0..3][0..lanes) folded and summed (s is modified);
+//   ggml_vec_dot_f32: ggml_vec_dot_f32 of x and y.
+float ggml_hsum(const float* v, int lanes);
+float ggml_fold_vec_dot(float (*s)[16], int lanes);
+float ggml_vec_dot_f32(const float* x, const float* y, int64_t n, int lanes);
+
 // The instruction sets ilre's own quantised kernels use, chosen at start-up from cpuid (or $ILRE_KERNELS =
 // avx512_vnni | avx2 | scalar, capped at what the CPU has): AVX-512 VNNI tiles for the 32-element formats,
 // AVX2 for the rest, the portable scalar forms without AVX2.

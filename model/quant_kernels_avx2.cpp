@@ -22,12 +22,15 @@
 //   rounding; converting back to f32 is exact, so the tile multiplies the same numbers as ggml).
 #include "quant_kernels.h"
 
+#include "quant.h"
+
 #if defined(__AVX2__) && defined(__FMA__)
 
 #include <immintrin.h>
 
 #include <array>
 #include <cstring>
+#include <type_traits>
 #include <utility>
 
 namespace ilre::model::kernels::avx2 {
@@ -190,14 +193,7 @@ void prepare_f32(const float* x, uint8_t* dst, int64_t n) {
   std::memcpy(dst, x, static_cast<size_t>(n) * sizeof(float));
 }
 
-void prepare_f16(const float* x, uint8_t* dst, int64_t n) {
-  auto* y = reinterpret_cast<float*>(dst);
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    _mm256_storeu_ps(y + i, _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT)));
-  }
-  for (; i < n; ++i) y[i] = half_to_float(float_to_half(x[i]));
-}
+void prepare_f16(const float* x, uint8_t* dst, int64_t n) { round_through_fp16_row(x, reinterpret_cast<float*>(dst), n); }
 
 void prepare_bf16(const float* x, uint8_t* dst, int64_t n) {
   auto* y = reinterpret_cast<float*>(dst);
@@ -240,9 +236,7 @@ void import_f32(const uint8_t* src, uint8_t* dst, int64_t n) {
 }
 
 void import_f16(const uint8_t* src, uint8_t* dst, int64_t n) {
-  const auto* h = reinterpret_cast<const uint16_t*>(src);
-  auto* y = reinterpret_cast<float*>(dst);
-  for (int64_t i = 0; i < n; ++i) y[i] = half_to_float(h[i]);
+  fp16_to_fp32_row(reinterpret_cast<const uint16_t*>(src), reinterpret_cast<float*>(dst), n);
 }
 
 void import_bf16(const uint8_t* src, uint8_t* dst, int64_t n) {
@@ -650,17 +644,12 @@ inline void k_superblock_sums(const __m256i (&isum)[R][C], const KHeader (&h)[R]
   }
 }
 
-template <class Dec, int R, int C>
-void k_tile(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* y, int64_t ldy) {
-  const int64_t nsb = n / kQKK;
-  const Q8KColumns<C> col(a, as, n);
-  const auto& aq = col.qs;
-  __m256 acc[R][C];
-  zero(acc);
-  for (int64_t i = 0; i < nsb; ++i) {
-    KHeader h[R];
-    for (int r = 0; r < R; ++r) Dec::header(w + r * ws + i * Dec::kBytes, h[r]);
-    __m256i isum[R][C];
+// The integer sums of one super-block, isum[r][c] = sum over its eight 32-element chunks of the scale-
+// weighted products, at one register width. The tile around them (k_tile) is the same for both.
+struct KSums256 {
+  template <class Dec, int R, int C>
+  static void superblock(const uint8_t* w, size_t ws, int64_t i, const KHeader (&h)[R], const int8_t* const (&aq)[C],
+                         __m256i (&isum)[R][C]) {
     for (int r = 0; r < R; ++r) {
       for (int c = 0; c < C; ++c) isum[r][c] = _mm256_setzero_si256();
     }
@@ -680,51 +669,64 @@ void k_tile(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, size_t as,
     [&]<int... k>(std::integer_sequence<int, k...>) {
       (chunk(std::integral_constant<int, k>{}), ...);
     }(std::make_integer_sequence<int, kQKK / 32>{});
-    k_superblock_sums<Dec, R, C>(isum, h, col, i, acc);
   }
-  store_sums(acc, y, ldy);
+};
+
+// 512-bit registers: two chunks per maddubs/madd, even chunks in the low half, odd ones in the high half;
+// the halves are added as integers at the end, so the sums equal KSums256's exactly. No lambdas here: a
+// lambda does not inherit its function's target attribute, and a build for an older baseline would then
+// refuse the AVX-512 intrinsics inside it.
+template <class Dec, int R, int C, int k>
+ILRE_AVX512_VNNI inline void k512_chunk_pair(const uint8_t* w, size_t ws, int64_t i, const KHeader (&h)[R],
+                                             const int8_t* const (&aq)[C], __m512i (&wide)[R][C]) {
+  for (int r = 0; r < R; ++r) {
+    prefetch(w + r * ws + (i + 2) * Dec::kBytes + k * Dec::kBytes / 8);
+    const uint8_t* blk = w + r * ws + i * Dec::kBytes;
+    const __m512i q = _mm512_inserti64x4(_mm512_castsi256_si512(Dec::template chunk<k>(blk)),
+                                         Dec::template chunk<k + 1>(blk), 1);
+    const __m512i sc = _mm512_inserti64x4(_mm512_castsi256_si512(chunk_scales(h[r], k)), chunk_scales(h[r], k + 1), 1);
+    for (int c = 0; c < C; ++c) {
+      const __m512i p = _mm512_maddubs_epi16(q, _mm512_loadu_si512(aq[c] + i * kQKK + k * 32));
+      wide[r][c] = _mm512_add_epi32(wide[r][c], _mm512_madd_epi16(p, sc));
+    }
+  }
 }
 
-// The same with 512-bit registers: two 32-element chunks per maddubs/madd. Even chunks land in the low
-// half, odd ones in the high half; the halves are added (exact, integer) before the float steps, so the
-// results equal k_tile's bit for bit.
-template <class Dec, int R, int C>
-ILRE_AVX512_VNNI void k_tile512(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* y,
-                                int64_t ldy) {
-  const int64_t nsb = n / kQKK;
-  const Q8KColumns<C> col(a, as, n);
-  const auto& aq = col.qs;
-  __m256 acc[R][C];
-  zero(acc);
-  for (int64_t i = 0; i < nsb; ++i) {
-    KHeader h[R];
-    for (int r = 0; r < R; ++r) Dec::header(w + r * ws + i * Dec::kBytes, h[r]);
+template <class Dec, int R, int C, int... j>
+ILRE_AVX512_VNNI inline void k512_chunk_pairs(const uint8_t* w, size_t ws, int64_t i, const KHeader (&h)[R],
+                                              const int8_t* const (&aq)[C], __m512i (&wide)[R][C],
+                                              std::integer_sequence<int, j...>) {
+  (k512_chunk_pair<Dec, R, C, 2 * j>(w, ws, i, h, aq, wide), ...);
+}
+
+struct KSums512 {
+  template <class Dec, int R, int C>
+  ILRE_AVX512_VNNI static void superblock(const uint8_t* w, size_t ws, int64_t i, const KHeader (&h)[R],
+                                          const int8_t* const (&aq)[C], __m256i (&isum)[R][C]) {
     __m512i wide[R][C];
     for (int r = 0; r < R; ++r) {
       for (int c = 0; c < C; ++c) wide[r][c] = _mm512_setzero_si512();
     }
-    const auto pair = [&]<int k>(std::integral_constant<int, k>) {
-      for (int r = 0; r < R; ++r) {
-        prefetch(w + r * ws + (i + 2) * Dec::kBytes + k * Dec::kBytes / 8);
-        const uint8_t* blk = w + r * ws + i * Dec::kBytes;
-        const __m512i q = _mm512_inserti64x4(_mm512_castsi256_si512(Dec::template chunk<k>(blk)),
-                                             Dec::template chunk<k + 1>(blk), 1);
-        const __m512i sc = _mm512_inserti64x4(_mm512_castsi256_si512(chunk_scales(h[r], k)), chunk_scales(h[r], k + 1), 1);
-        for (int c = 0; c < C; ++c) {
-          const __m512i p = _mm512_maddubs_epi16(q, _mm512_loadu_si512(aq[c] + i * kQKK + k * 32));
-          wide[r][c] = _mm512_add_epi32(wide[r][c], _mm512_madd_epi16(p, sc));
-        }
-      }
-    };
-    [&]<int... j>(std::integer_sequence<int, j...>) {
-      (pair(std::integral_constant<int, 2 * j>{}), ...);
-    }(std::make_integer_sequence<int, kQKK / 64>{});
-    __m256i isum[R][C];
+    k512_chunk_pairs<Dec, R, C>(w, ws, i, h, aq, wide, std::make_integer_sequence<int, kQKK / 64>{});
     for (int r = 0; r < R; ++r) {
       for (int c = 0; c < C; ++c) {
         isum[r][c] = _mm256_add_epi32(_mm512_castsi512_si256(wide[r][c]), _mm512_extracti64x4_epi64(wide[r][c], 1));
       }
     }
+  }
+};
+
+template <class Dec, class Sums, int R, int C>
+void k_tile(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* y, int64_t ldy) {
+  const int64_t nsb = n / kQKK;
+  const Q8KColumns<C> col(a, as, n);
+  __m256 acc[R][C];
+  zero(acc);
+  for (int64_t i = 0; i < nsb; ++i) {
+    KHeader h[R];
+    for (int r = 0; r < R; ++r) Dec::header(w + r * ws + i * Dec::kBytes, h[r]);
+    __m256i isum[R][C];
+    Sums::template superblock<Dec, R, C>(w, ws, i, h, col.qs, isum);
     k_superblock_sums<Dec, R, C>(isum, h, col, i, acc);
   }
   store_sums(acc, y, ldy);
@@ -893,22 +895,12 @@ struct Legacy512 {
   };
 };
 
-template <class Dec>
+template <class Dec, class Sums>
 struct KQuant {
   template <int R, int C>
   struct T {
     static void run(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* y, int64_t ldy) {
-      k_tile<Dec, R, C>(n, w, ws, a, as, y, ldy);
-    }
-  };
-};
-
-template <class Dec>
-struct KQuant512 {
-  template <int R, int C>
-  struct T {
-    static void run(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* y, int64_t ldy) {
-      k_tile512<Dec, R, C>(n, w, ws, a, as, y, ldy);
+      k_tile<Dec, Sums, R, C>(n, w, ws, a, as, y, ldy);
     }
   };
 };
@@ -942,42 +934,23 @@ MatmulKernel make_kernel(size_t (*bytes)(int64_t), void (*prepare)(const float*,
   return k;
 }
 
-template <class Dec, bool kPack>
+// The 32-element formats at one register width (Tiles: Legacy or Legacy512). Prefill packs a chunk of weight
+// rows first, so that the Q4/Q5 bit unpacking is not repeated for every group of columns.
+template <template <class> class Tiles, int R, int C, class Dec>
 MatmulKernel legacy_kernel() {
   constexpr bool q8_1 = Dec::kMin;
-  MatmulKernel k = make_kernel<Legacy<Dec>::template T, kLegacyRows, kLegacyCols>(
-      q8_1 ? q8_1_bytes : q8_0_bytes, q8_1 ? prepare_q8_1 : prepare_q8_0, q8_1 ? import_q8_1 : import_q8_0);
-  if constexpr (kPack) {
-    using Packed = DecodePacked<Dec>;
-    k.packed_row_bytes = Packed::row_bytes;
-    k.pack_rows = Packed::pack;
-    k.packed_tile = &TileTable<Legacy<Packed>::template T, kLegacyRows, kLegacyCols>::tile;
-  }
+  MatmulKernel k = make_kernel<Tiles<Dec>::template T, R, C>(q8_1 ? q8_1_bytes : q8_0_bytes, q8_1 ? prepare_q8_1 : prepare_q8_0,
+                                                          q8_1 ? import_q8_1 : import_q8_0);
+  using Packed = DecodePacked<Dec>;
+  k.packed_row_bytes = Packed::row_bytes;
+  k.pack_rows = Packed::pack;
+  k.packed_tile = &TileTable<Tiles<Packed>::template T, R, C>::tile;
   return k;
 }
 
-template <class Dec, bool kPack>
-MatmulKernel legacy512_kernel() {
-  constexpr bool q8_1 = Dec::kMin;
-  MatmulKernel k = make_kernel<Legacy512<Dec>::template T, kLegacy512Rows, kLegacy512Cols>(
-      q8_1 ? q8_1_bytes : q8_0_bytes, q8_1 ? prepare_q8_1 : prepare_q8_0, q8_1 ? import_q8_1 : import_q8_0);
-  if constexpr (kPack) {
-    using Packed = DecodePacked<Dec>;
-    k.packed_row_bytes = Packed::row_bytes;
-    k.pack_rows = Packed::pack;
-    k.packed_tile = &TileTable<Legacy512<Packed>::template T, kLegacy512Rows, kLegacy512Cols>::tile;
-  }
-  return k;
-}
-
-template <class Dec>
+template <class Dec, class Sums>
 MatmulKernel k_kernel() {
-  return make_kernel<KQuant<Dec>::template T, kKRows, kKCols>(q8_k_bytes, prepare_q8_k, import_q8_k);
-}
-
-template <class Dec>
-MatmulKernel k512_kernel() {
-  return make_kernel<KQuant512<Dec>::template T, kKRows, kKCols>(q8_k_bytes, prepare_q8_k, import_q8_k);
+  return make_kernel<KQuant<Dec, Sums>::template T, kKRows, kKCols>(q8_k_bytes, prepare_q8_k, import_q8_k);
 }
 
 template <class Load>
@@ -994,8 +967,12 @@ MatmulKernel float_kernel(void (*prepare)(const float*, uint8_t*, int64_t),
 // same bits as the AVX2 ones.
 template <bool kWide>
 const MatmulKernel* quantised_kernel(GgmlType type) {
-  const auto legacy = []<class Dec>(Dec) { return kWide ? legacy512_kernel<Dec, true>() : legacy_kernel<Dec, true>(); };
-  const auto kq = []<class Dec>(Dec) { return kWide ? k512_kernel<Dec>() : k_kernel<Dec>(); };
+  const auto legacy = []<class Dec>(Dec) {
+    if constexpr (kWide) return legacy_kernel<Legacy512, kLegacy512Rows, kLegacy512Cols, Dec>();
+    else return legacy_kernel<Legacy, kLegacyRows, kLegacyCols, Dec>();
+  };
+  using Sums = std::conditional_t<kWide, KSums512, KSums256>;
+  const auto kq = []<class Dec>(Dec) { return k_kernel<Dec, Sums>(); };
   static const MatmulKernel kQ4_0 = legacy(DecodeQ4_0{});
   static const MatmulKernel kQ4_1 = legacy(DecodeQ4_1{});
   static const MatmulKernel kQ5_0 = legacy(DecodeQ5_0{});

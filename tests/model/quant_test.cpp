@@ -434,6 +434,17 @@ TEST(QuantGgml, LayoutsMatchGgufPy) {
   EXPECT_EQ(check_layouts(doc["layouts"]), 12);
 }
 
+// A dot-product entry's activation row, quantised by ilre for its weight type, after checking that the type
+// pairs with the activation format ggml used.
+std::vector<uint8_t> activation_for(const nlohmann::json& entry, const std::vector<float>& x) {
+  const GgmlType type = type_named(entry["weight_type"]);
+  EXPECT_EQ(std::string(ggml_type_name(activation_type(type))), entry["activation_type"].get<std::string>());
+  const auto n = static_cast<int64_t>(x.size());
+  std::vector<uint8_t> act(activation_row_bytes(type, n));
+  quantize_activation_row(type, x.data(), act.data(), n);
+  return act;
+}
+
 // IQ4_NL / IQ4_XS: dequantisation of random blocks as gguf-py, and the dot product on the bytes ggml's own
 // quantiser made (ilre's reference quantiser is a simpler rule, so those bytes are not compared).
 TEST(QuantGgml, Iq4MatchesGgml) {
@@ -446,9 +457,7 @@ TEST(QuantGgml, Iq4MatchesGgml) {
   const auto n = static_cast<int64_t>(a.size());
   for (const auto& entry : iq["dots"]) {
     const GgmlType type = type_named(entry["weight_type"]);
-    ASSERT_EQ(std::string(ggml_type_name(activation_type(type))), entry["activation_type"].get<std::string>());
-    std::vector<uint8_t> act(activation_row_bytes(type, n));
-    quantize_activation_row(type, a.data(), act.data(), n);
+    const std::vector<uint8_t> act = activation_for(entry, a);
     const std::vector<uint8_t> w = from_hex(entry["weights"]);
     const float dot = vec_dot(type, n, w.data(), act.data());
     const float ggml_dot = entry["dot"].get<float>();
@@ -488,9 +497,7 @@ TEST(QuantGgml, ActivationRoundingAndDotsMatchLlamaCpp) {
   const auto n = static_cast<int64_t>(x.size());
   for (const auto& entry : act["dots"]) {
     const GgmlType type = type_named(entry["weight_type"]);
-    ASSERT_EQ(std::string(ggml_type_name(activation_type(type))), entry["activation_type"].get<std::string>());
-    std::vector<uint8_t> got(activation_row_bytes(type, n));
-    quantize_activation_row(type, x.data(), got.data(), n);
+    const std::vector<uint8_t> got = activation_for(entry, x);
     const std::vector<uint8_t> want = from_hex(act["formats"][entry["activation_type"].get<std::string>()]);
     ASSERT_EQ(got.size(), want.size());
     EXPECT_TRUE(got == want) << entry["weight_type"] << ": activation bytes differ from llama.cpp";
