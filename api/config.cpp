@@ -41,6 +41,9 @@ std::vector<Field> fields(Config& c) {
       {"recall.budget", &c.recall.budget},
       {"recall.keep_first", &c.recall.keep_first},
       {"recall.keep_last", &c.recall.keep_last},
+      {"recall.policy", &c.recall.policy},
+      {"recall.lexical_weight", &c.recall.lexical_weight},
+      {"recall.lexical_window", &c.recall.lexical_window},
       {"query.template", &c.query.template_text},
       {"query.chat", &c.query.chat},
       {"decode.positions", &c.decode.positions},
@@ -160,6 +163,11 @@ Result<void> Config::validate() const {
   if (!one_of(pooling.mode, {"pooled_topk", "expand_center"})) return invalid("pooling.mode must be pooled_topk or expand_center");
   if (recall.budget < -1 || recall.budget == 0) return invalid("recall.budget must be > 0 (or -1 for automatic)");
   if (recall.keep_first < -1 || recall.keep_last < 0) return invalid("recall.keep_first / keep_last must be >= 0");
+  if (!one_of(recall.policy, {"attention", "hybrid"})) return invalid("recall.policy must be attention or hybrid");
+  if (!std::isfinite(recall.lexical_weight) || recall.lexical_weight < 0 || recall.lexical_weight > 50) {
+    return invalid("recall.lexical_weight must be in 0..50");
+  }
+  if (recall.lexical_window < 0 || recall.lexical_window > 4096) return invalid("recall.lexical_window must be in 0..4096");
   if (query.template_text.find("{question}") == std::string::npos) {
     return invalid("query.template must contain {question}");
   }

@@ -20,6 +20,7 @@
 #include "model/session.h"
 #include "model/model_path.h"
 #include "retrieval/configure.h"
+#include "retrieval/lexical.h"
 #include "stages/decode.h"
 #include "stages/document_state.h"
 #include "stages/pool.h"
@@ -119,6 +120,21 @@ Result<void> run_with_progress(engine::RunHandle& run, const std::function<void(
 }
 
 // The store's document state (streaming caches and, for an open stream, its tail), read and unpacked.
+// recall.policy = hybrid: the lexical prior of every stored token for this question, from the token frames
+// alone (the keys are not read).
+std::vector<float> lexical_prior(const storage::StoreReader& reader, const model::Vocab& vocab, const std::string& question,
+                                 int64_t window) {
+  std::vector<int32_t> doc;
+  doc.reserve(static_cast<size_t>(reader.n_tokens()));
+  for (size_t i = 0; i < reader.segments().size(); ++i) {
+    auto ids = reader.segment_tokens(i);
+    if (!ids) throw Exception(ids.error());
+    doc.insert(doc.end(), ids->begin(), ids->end());
+  }
+  retrieval::WordMap words([&vocab](int32_t id) { return vocab.token_to_piece(id); });
+  return retrieval::lexical_scores(doc, vocab.tokenize(question, {.add_special = false}), words, {.window = window});
+}
+
 Result<stages::DocumentState> read_document_state(const storage::StoreReader& reader) {
   auto blob = reader.state();
   if (!blob) return tl::unexpected(blob.error());
@@ -236,9 +252,18 @@ struct Engine::Impl {
     return s.clamped(model->hparams());
   }
 
+  // recall.budget, capped where the compressed prompt and the answer would not fit the trained context (a
+  // 1024-token default on a 512-token model); a per-request budget is not capped and errors instead.
   int64_t budget_for(int64_t n_query, int32_t max_tokens) const {
-    if (cfg.recall.budget > 0) return cfg.recall.budget;
     const int64_t ctx = model->hparams().n_ctx_train;
+    if (cfg.recall.budget > 0) {
+      const int64_t room = std::max<int64_t>(16, ctx - n_query - max_tokens);
+      if (cfg.recall.budget > room) {
+        spdlog::info("recall.budget {} capped at {}: the prompt and {} answer tokens must fit the context of {}",
+                     cfg.recall.budget, room, max_tokens, ctx);
+      }
+      return std::min(cfg.recall.budget, room);
+    }
     return std::max<int64_t>(16, static_cast<int64_t>(0.75 * static_cast<double>(ctx)) - n_query - max_tokens);
   }
 
@@ -666,6 +691,16 @@ Result<Answer> Engine::Impl::ask(const std::string& store_dir, const std::string
       };
     }
     const double encode_ms = ms_since(encode_t0);
+    const auto lexical_t0 = Clock::now();
+    std::vector<float> lexical;  // recall.policy = hybrid: the prior of every stored token (4 bytes each)
+    stages::ScoreStage::ScoreTransform score_transform;
+    if (cfg.recall.policy == "hybrid") {
+      lexical = lexical_prior(*reader, model->vocab(), question, cfg.recall.lexical_window);
+      score_transform = [&lexical, w = cfg.recall.lexical_weight](int64_t first, std::span<float> scores) {
+        retrieval::fuse_lexical(scores, std::span<const float>(lexical).subspan(static_cast<size_t>(first)), w);
+      };
+    }
+    const double lexical_ms = ms_since(lexical_t0);
     const retrieval::ScoreConfig score_cfg = retrieval::score_config(cfg, hp);
     retrieval::QueryScorer scorer(q, static_cast<int64_t>(query.size()), {hp.n_head, hp.n_head_kv, hp.head_dim_k}, score_cfg);
 
@@ -677,7 +712,7 @@ Result<Answer> Engine::Impl::ask(const std::string& store_dir, const std::string
 
     const model::SamplerParams sp = sampler_params(cfg.decode, options.sampling);
     engine::Pipeline p(run_name("ask"), pipeline_options(options.cancel));
-    auto score = p.emplace<stages::ScoreStage>(*reader, std::move(scorer), key_transform);
+    auto score = p.emplace<stages::ScoreStage>(*reader, std::move(scorer), key_transform, score_transform);
     auto pool_stage = p.emplace<stages::PoolStage>(sel);
     auto recall = p.emplace<stages::RecallStage>(*reader, query, cfg.decode.positions == "original"
                                                                      ? stages::PromptPositions::original
@@ -720,6 +755,7 @@ Result<Answer> Engine::Impl::ask(const std::string& store_dir, const std::string
     a.layer = at_layer;
     a.timings_ms = stage_timings(metrics);
     a.timings_ms["encode_query"] = encode_ms;
+    if (!lexical.empty()) a.timings_ms["lexical"] = lexical_ms;
     a.timings_ms["ttft"] = sink.stage().ttft_ms_;
     a.timings_ms["total"] = ms_since(t0);
     a.peak_rss_mb = peak_rss_mb();

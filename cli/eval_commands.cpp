@@ -130,6 +130,40 @@ std::string now_utc() {
   return buf;
 }
 
+void write_text(const fs::path& path, const std::string& text) {
+  const fs::path tmp = path.string() + ".tmp";
+  {
+    std::ofstream f(tmp, std::ios::trunc);
+    f << text;
+    if (!f) throw Exception(errc::io_failed, "cannot write '" + tmp.string() + "'");
+  }
+  fs::rename(tmp, path);
+}
+
+// The real-document suite of one models entry: qa_real.json and qa_real.md beside the entry's other files.
+std::string run_qa_entry(const EvalArgs& a, const eval::ModelEntry& e, const Config& cfg_in, spdlog::logger& log) {
+  Config cfg = cfg_in;
+  cfg.model.path = model::resolve_model_path(cfg.model.path.empty() ? std::optional(e.path) : std::optional(cfg.model.path));
+  const auto m = model::Model::load(cfg.model.path);
+  const int32_t layer = eval::resolve_layer(cfg);
+  if (layer < 0 || layer >= m->hparams().n_layer) {
+    throw Exception(errc::invalid_argument, "retrieval layer " + std::to_string(layer) + " is outside the model");
+  }
+  model::ComputePool pool(cfg.model.threads);
+  log.info("eval {}: qa_real, {} question files, lengths {}, budgets {}, l_R {}", e.name, e.settings.qa_real->documents.size(),
+           nlohmann::json(e.settings.qa_real->lengths).dump(), nlohmann::json(e.settings.qa_real->budgets).dump(), layer);
+  const eval::QaRun r = eval::run_qa_real(*m, pool, cfg, layer, *e.settings.qa_real, e.settings.methods,
+                                          e.settings.max_answer_tokens, e.settings.stop_at_newline,
+                                          [&log](const std::string& line) { log.info("{}", line); });
+  const fs::path dir = eval::model_dir(a.out, e.name);
+  fs::create_directories(dir);
+  write_text(dir / "qa_real.json", eval::to_json(r).dump(1) + "\n");
+  const std::string md = eval::qa_markdown(r);
+  write_text(dir / "qa_real.md", md);
+  log.info("{}: qa_real in {:.0f} s; wrote {}", e.name, r.seconds, (dir / "qa_real.md").string());
+  return md;
+}
+
 void run_eval(const EvalArgs& a) {
   const eval::EvalConfig ec = eval::load_eval_config(a.config);
   std::vector<eval::ModelEntry> entries = ec.models;
@@ -147,8 +181,13 @@ void run_eval(const EvalArgs& a) {
                                {"model_override", a.common.model.value_or("")}};
   std::vector<eval::ModelRun> runs;
   eval::ReportFiles files;
+  std::string qa_reports;
   for (const eval::ModelEntry& e : entries) {
     const Config cfg = entry_config(a, e);
+    if (e.settings.qa_real) {
+      qa_reports += run_qa_entry(a, e, cfg, *log);
+      continue;
+    }
     std::string methods;
     for (const std::string& m : e.settings.methods) methods += (methods.empty() ? "" : ", ") + m;
     log->info("eval {}: {} cases ({} lengths x {} depths x {} tasks x {} haystacks x {} samples), methods: {}", e.name,
@@ -161,8 +200,11 @@ void run_eval(const EvalArgs& a) {
     log->info("{}: l_R {}, {} cases in {:.0f} s; wrote {}", e.name, runs.back().layer, runs.back().cases.size(),
               runs.back().seconds, files.markdown);
   }
-  std::cout << eval::markdown_report(runs, meta);
-  log->info("results: {}, {} heatmaps under {}", files.json, files.heatmaps.size(), a.out);
+  if (!runs.empty()) {
+    std::cout << eval::markdown_report(runs, meta);
+    log->info("results: {}, {} heatmaps under {}", files.json, files.heatmaps.size(), a.out);
+  }
+  std::cout << qa_reports;
 }
 
 void register_eval(CLI::App& app) {

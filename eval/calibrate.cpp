@@ -17,13 +17,28 @@
 
 namespace ilre::eval {
 
-int32_t choose_layer(const std::vector<double>& mean_recall, double tolerance) {
-  if (mean_recall.empty()) return -1;
-  const double best = *std::max_element(mean_recall.begin(), mean_recall.end());
+int32_t choose_layer(const std::vector<double>& mean_recall, double tolerance, const std::vector<bool>& eligible) {
+  auto ok = [&](size_t l) { return eligible.empty() || (l < eligible.size() && eligible[l]); };
+  double best = -1.0;
   for (size_t l = 0; l < mean_recall.size(); ++l) {
-    if (mean_recall[l] >= best - tolerance - 1e-12) return static_cast<int32_t>(l);
+    if (ok(l)) best = std::max(best, mean_recall[l]);
+  }
+  if (best < 0.0) return -1;
+  for (size_t l = 0; l < mean_recall.size(); ++l) {
+    if (ok(l) && mean_recall[l] >= best - tolerance - 1e-12) return static_cast<int32_t>(l);
   }
   return -1;
+}
+
+std::vector<bool> retrieval_candidates(const model::HParams& hp) {
+  std::vector<bool> global(static_cast<size_t>(hp.n_layer), true);
+  bool any_global = false;
+  for (int64_t l = 0; l < hp.n_layer; ++l) {
+    global[static_cast<size_t>(l)] = !hp.is_swa(l);
+    any_global = any_global || !hp.is_swa(l);
+  }
+  if (!any_global) return {};
+  return global;
 }
 
 CalibrationResult calibrate(const model::Model& model, model::ComputePool& pool, const Config& cfg,
@@ -100,7 +115,7 @@ CalibrationResult calibrate(const model::Model& model, model::ComputePool& pool,
   for (const auto& row : r.recall) {
     for (size_t l = 0; l < n_layers; ++l) r.mean_recall[l] += row[l] / static_cast<double>(r.recall.size());
   }
-  r.layer = choose_layer(r.mean_recall, settings.tolerance);
+  r.layer = choose_layer(r.mean_recall, settings.tolerance, retrieval_candidates(model.hparams()));
   r.settings = {{"lengths", settings.lengths},
                 {"passkey_digits", settings.passkey_digits},
                 {"kv_needles", settings.kv_needles},

@@ -49,7 +49,16 @@ struct CalibrationResult {
 // `tolerance` below the best: a deeper layer costs proportionally more ingest time, and on Gemma 3 270M
 // the good layers differ by 1-2 points only on 32- and 64-digit pass keys, whose recall the pooling
 // kernels (not the layer) limit.
-int32_t choose_layer(const std::vector<double>& mean_recall, double tolerance);
+// Only layers with eligible[l] compete (empty: all).
+int32_t choose_layer(const std::vector<double>& mean_recall, double tolerance, const std::vector<bool>& eligible = {});
+
+// The layers l_R may be: on models that mix sliding-window and global layers (Gemma 3: every sixth layer is
+// global), the global ones only. A sliding-window layer was trained to attend 512 tokens back, so its
+// query·key over a whole document is out of its training: on real manuals (qa_real's layer probe,
+// bench/README.md) layers 1-4, 7 and 9 recall 0.02-0.65 of the evidence at 2K tokens where global layer 5
+// recalls 0.90, while synthetic needles (a distinct sentence in repetition) rank them alike. Empty: every
+// layer (no sliding-window layers).
+std::vector<bool> retrieval_candidates(const model::HParams& hp);
 
 // Progress callback: (what, done, total).
 using CalibrationProgress = std::function<void(const std::string&, int64_t, int64_t)>;

@@ -1,5 +1,6 @@
 #include "eval/layer_probe.h"
 
+#include <algorithm>
 #include <numeric>
 
 namespace ilre::eval {
@@ -19,7 +20,8 @@ void LayerProbe::forward(std::span<const model::TokenId> tokens, int64_t first, 
   std::iota(pos.begin(), pos.end(), static_cast<int32_t>(first));
   hidden_.resize(static_cast<size_t>(n * hp.n_embd));
   forward_.embed(tokens, hidden_.data());
-  for (int64_t l = 0; l < hp.n_layer; ++l) {
+  const int64_t last = settings_.last_layer >= 0 ? std::min<int64_t>(settings_.last_layer, hp.n_layer - 1) : hp.n_layer - 1;
+  for (int64_t l = 0; l <= last; ++l) {
     // The layer-l keys are those of its input, exactly what StreamingPrefill at l_R = l would store.
     if (keys) {
       auto& k = (*keys)[static_cast<size_t>(l)];
@@ -32,7 +34,7 @@ void LayerProbe::forward(std::span<const model::TokenId> tokens, int64_t first, 
       q.resize(static_cast<size_t>(n * hp.n_embd_q()));
       forward_.attention_inputs(l, hidden_.data(), pos, q.data(), nullptr, /*rope=*/false);
     }
-    forward_.run_layers(hidden_.data(), pos, cache, l, l + 1);
+    if (l < last) forward_.run_layers(hidden_.data(), pos, cache, l, l + 1);
   }
 }
 

@@ -16,6 +16,7 @@ struct ProbeSettings {
   int64_t sink = 64;
   int64_t window = 1024;
   int64_t chunk = 512;
+  int64_t last_layer = -1;  // keys and queries up to this layer only (-1: every layer); the rest is not run
 };
 
 class LayerProbe {

@@ -29,7 +29,15 @@ class IlreMethod : public Method {
       : name_(std::move(name)), cfg_(cfg), score_(retrieval::score_config(cfg, hp)), single_kernel_(single_kernel) {}
   std::string_view name() const override { return name_; }
   std::vector<int64_t> select(const MethodInputs& in) const override {
-    const std::vector<float> s = attention_scores(in, in.queries, in.n_query, score_);
+    std::vector<float> s = attention_scores(in, in.queries, in.n_query, score_);
+    if (cfg_.recall.policy == "hybrid") {
+      if (in.words == nullptr || static_cast<int64_t>(in.doc_tokens.size()) != in.n_doc) {
+        throw Exception(errc::internal, "recall.policy hybrid needs the document's tokens");
+      }
+      const std::vector<float> lex = retrieval::lexical_scores(in.doc_tokens, in.question_tokens, *in.words,
+                                                               {.window = cfg_.recall.lexical_window});
+      retrieval::fuse_lexical(s, lex, cfg_.recall.lexical_weight);
+    }
     retrieval::SelectionConfig sel = retrieval::selection_config(cfg_, in.budget, in.sink);
     if (single_kernel_ > 0) sel.kernels = {{single_kernel_, 1.0}};
     return retrieval::select_tokens(s, sel);
@@ -40,7 +48,8 @@ class IlreMethod : public Method {
     return {{"softmax", cfg_.scoring.softmax}, {"over_heads", cfg_.scoring.over_heads},
             {"over_queries", cfg_.scoring.over_queries}, {"positions", cfg_.scoring.positions},
             {"kernels", kernels}, {"shares", shares}, {"mode", cfg_.pooling.mode},
-            {"keep_last", cfg_.recall.keep_last}};
+            {"keep_last", cfg_.recall.keep_last}, {"policy", cfg_.recall.policy},
+            {"lexical_weight", cfg_.recall.lexical_weight}, {"lexical_window", cfg_.recall.lexical_window}};
   }
 
  private:

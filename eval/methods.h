@@ -26,6 +26,7 @@
 
 #include "ilre/config.h"
 #include "model/hparams.h"
+#include "retrieval/lexical.h"
 #include "retrieval/scoring.h"
 
 namespace ilre::eval {
@@ -43,6 +44,11 @@ struct MethodInputs {
   retrieval::HeadLayout layout;
   int64_t budget = 0;  // tokens recalled, the sink included
   int64_t sink = 0;    // first document tokens every method keeps
+  // The document and the bare question (no template) as token ids, for recall.policy = hybrid's lexical
+  // prior; words maps their ids to words (one map per model, shared by the cases).
+  std::span<const int32_t> doc_tokens{};
+  std::span<const int32_t> question_tokens{};
+  retrieval::WordMap* words = nullptr;
 };
 
 // Knobs of the baselines (defaults: the published code's, see each policy).

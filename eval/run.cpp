@@ -9,13 +9,11 @@
 #include <numeric>
 #include <span>
 
+#include "eval/final_pass.h"
 #include "eval/methods.h"
 #include "ilre/engine.h"
 #include "ilre/error.h"
 #include "model/model_path.h"
-#include "model/quant.h"
-#include "model/session.h"
-#include "model/transformer.h"
 #include "retrieval/configure.h"
 #include "stages/recall.h"
 #include "stages/streaming_prefill.h"
@@ -33,27 +31,6 @@ double peak_rss_mb() {
   return static_cast<double>(u.ru_maxrss) / 1024.0;  // Linux reports KiB
 }
 
-// Names were checked by Config::validate().
-model::Numerics numerics_of(const std::string& name) {
-  return model::numerics_from_name(name).value_or(model::Numerics::llama_cpp);
-}
-
-// `ilre ask` scores the keys it reads back from the store, rounded to store.key_dtype; every method here
-// scores those same values.
-void round_like_store(std::vector<float>& keys, const std::string& dtype) {
-  for (float& k : keys) {
-    k = dtype == "bf16" ? model::bf16_to_fp32(model::fp32_to_bf16(k)) : model::fp16_to_fp32(model::fp32_to_fp16(k));
-  }
-}
-
-// What the final pass produced.
-struct FinalPass {
-  std::string text;
-  int64_t generated = 0;
-  double ttft_ms = 0.0;
-  double total_ms = 0.0;
-};
-
 // The layer-l_R data of one case, shared by every method that scores.
 struct SharedPrefill {
   std::vector<float> keys;     // F32 [n_doc, n_head_kv*head_dim]
@@ -70,17 +47,10 @@ class SuiteRunner {
         pool_(pool),
         cfg_(cfg),
         settings_(settings),
-        prefill_settings_(stages::PrefillSettings{.layer = layer,
-                                                  .sink = cfg.prefill.sink,
-                                                  .window = cfg.prefill.window,
-                                                  .chunk = cfg.prefill.chunk,
-                                                  .numerics = numerics_of(cfg.decode.numerics)}
-                              .clamped(model.hparams())),
-        // The same always-kept count `ilre ask` uses: recall.keep_first, else the (clamped) prefill sink.
-        sink_(cfg.recall.keep_first >= 0 ? cfg.recall.keep_first : prefill_settings_.sink),
-        rope_(model, pool, numerics_of(cfg.decode.numerics)),
-        session_(model, pool, prefill_settings_.chunk, numerics_of(cfg.decode.numerics),
-                 model::kv_type_from_name(cfg.decode.kv_type)) {
+        prefill_settings_(eval_prefill_settings(cfg, layer, model.hparams())),
+        sink_(always_kept(cfg, prefill_settings_)),
+        answerer_(model, pool, cfg, prefill_settings_.chunk, settings.max_answer_tokens, settings.stop_at_newline),
+        words_([&model](int32_t id) { return model.vocab().token_to_piece(id); }) {
     for (const std::string& name : settings.methods) {
       methods_.push_back(make_method(name, cfg, model.hparams(), settings.method));
       needs_prefill_ = needs_prefill_ || methods_.back()->needs_prefill();
@@ -101,7 +71,6 @@ class SuiteRunner {
   MethodOutcome run_method(const Method& m, const MethodInputs& in, const CaseOutcome& c,
                            const std::vector<model::TokenId>& doc, const std::vector<model::TokenId>& query,
                            double prefill_ms);
-  FinalPass answer(const std::vector<model::TokenId>& prompt, const std::vector<int32_t>& positions);
   void check_selection(const Method& m, const std::vector<int64_t>& idx, const MethodInputs& in) const;
 
   const model::Model& model_;
@@ -110,62 +79,21 @@ class SuiteRunner {
   const EvalSettings& settings_;
   stages::PrefillSettings prefill_settings_;
   int64_t sink_;
-  model::Forward rope_;
-  model::Session session_;
+  Answerer answerer_;
+  retrieval::WordMap words_;
   std::vector<std::unique_ptr<Method>> methods_;
   bool needs_prefill_ = false;
 };
 
 SharedPrefill SuiteRunner::prefill(const std::vector<model::TokenId>& doc, const std::vector<model::TokenId>& query) {
   const auto t0 = Clock::now();
-  const model::HParams& hp = model_.hparams();
+  PrefillKeys p(model_, pool_, cfg_, prefill_settings_);
+  p.run(doc);
   SharedPrefill sh;
-  stages::StreamingPrefill p(model_, pool_, prefill_settings_);
-  sh.keys.reserve(doc.size() * static_cast<size_t>(hp.n_embd_k()));
-  p.run(doc, sh.keys);
-  round_like_store(sh.keys, cfg_.store.key_dtype);
-  sh.queries = p.encode_query(query);
-  if (cfg_.scoring.positions == "absolute") {
-    // As ask does for positions = absolute: keys at their document positions, the query right after.
-    std::vector<int32_t> pos(doc.size());
-    std::iota(pos.begin(), pos.end(), 0);
-    rope_.apply_rope(prefill_settings_.layer, sh.keys.data(), hp.n_head_kv, pos);
-    pos.resize(query.size());
-    std::iota(pos.begin(), pos.end(), static_cast<int32_t>(doc.size()));
-    rope_.apply_rope(prefill_settings_.layer, sh.queries.data(), hp.n_head, pos);
-  }
+  sh.queries = p.queries(query);
+  sh.keys = p.take_keys();
   sh.ms = ms_since(t0);
   return sh;
-}
-
-FinalPass SuiteRunner::answer(const std::vector<model::TokenId>& prompt, const std::vector<int32_t>& positions) {
-  FinalPass f;
-  f.ttft_ms = -1.0;
-  session_.reset();
-  const auto t0 = Clock::now();
-  model::GenerateOptions go;
-  go.max_tokens = settings_.max_answer_tokens;
-  go.sampler = model::SamplerParams{};  // greedy: every method is compared on its most likely answer
-  go.on_token = [&](model::TokenId id) {
-    if (f.ttft_ms < 0) f.ttft_ms = ms_since(t0);
-    const std::string piece = model_.vocab().token_to_piece(id);
-    const bool had_text = f.text.find_first_not_of(" \t\r\n") != std::string::npos;
-    f.text += piece;
-    // The answer is the first line; stopping there saves decoding that no metric reads.
-    return !(settings_.stop_at_newline && had_text && piece.find('\n') != std::string::npos);
-  };
-  std::vector<model::TokenId> ids;
-  if (positions.empty()) {
-    ids = session_.generate(prompt, go);
-  } else {
-    std::vector<float> logits;
-    session_.eval_at(prompt, positions, logits);
-    ids = session_.generate({}, go);
-  }
-  f.total_ms = ms_since(t0);
-  if (f.ttft_ms < 0) f.ttft_ms = f.total_ms;  // the first token was end-of-generation
-  f.generated = static_cast<int64_t>(ids.size());
-  return f;
 }
 
 // The contract every policy must keep; a violation is a bug in the policy, not a result.
@@ -209,7 +137,7 @@ MethodOutcome SuiteRunner::run_method(const Method& m, const MethodInputs& in, c
     for (int64_t i : idx) positions.push_back(static_cast<int32_t>(i));
     for (size_t i = 0; i < query.size(); ++i) positions.push_back(static_cast<int32_t>(in.n_doc + static_cast<int64_t>(i)));
   }
-  const FinalPass f = answer(prompt, positions);
+  const FinalPass f = answerer_.run(prompt, positions);
   o.prompt_tokens = static_cast<int64_t>(prompt.size());
   o.answer = f.text;
   o.generated = f.generated;
@@ -230,6 +158,7 @@ CaseOutcome SuiteRunner::run(const CaseSpec& spec) {
     throw Exception(errc::internal, "case " + ec.id + ": the document tokenises differently than when it was built");
   }
   const std::vector<model::TokenId> query = retrieval::query_tokens(cfg_, vocab, ec.question);
+  const std::vector<model::TokenId> question = vocab.tokenize(ec.question, {.add_special = false});
 
   CaseOutcome c;
   c.spec = spec;
@@ -256,7 +185,10 @@ CaseOutcome SuiteRunner::run(const CaseSpec& spec) {
                         .n_query = c.n_query,
                         .layout = {hp.n_head, hp.n_head_kv, hp.head_dim_k},
                         .budget = c.budget,
-                        .sink = sink_};
+                        .sink = sink_,
+                        .doc_tokens = doc,
+                        .question_tokens = question,
+                        .words = &words_};
   for (const auto& m : methods_) c.methods.push_back(run_method(*m, in, c, doc, query, sh.ms));
   return c;
 }
@@ -297,8 +229,7 @@ double remaining_seconds(const std::vector<std::pair<double, double>>& costs, st
   return eta;
 }
 
-// The l_R `ilre ask` would use: the engine's own rule, so the evaluation cannot drift from it.
-int32_t resolve_layer(const Config& cfg) {
+int32_t layer_by_engine_rule(const Config& cfg) {
   if (cfg.prefill.layer >= 0) return cfg.prefill.layer;
   auto engine = Engine::open(cfg);
   if (!engine) throw Exception(engine.error());
@@ -306,6 +237,8 @@ int32_t resolve_layer(const Config& cfg) {
 }
 
 }  // namespace
+
+int32_t resolve_layer(const Config& cfg) { return layer_by_engine_rule(cfg); }
 
 std::vector<CaseSpec> case_grid(const EvalSettings& s) {
   std::vector<int64_t> lengths = s.lengths;

@@ -81,6 +81,10 @@ using RunProgressFn = std::function<void(const RunProgress&)>;
 // The grid in run order: lengths ascending (early results come cheap), then depths, tasks, haystacks, samples.
 std::vector<CaseSpec> case_grid(const EvalSettings& s);
 
+// The l_R `ilre ask` would use (prefill.layer, else the calibrated configs/models/<model>.yaml, else
+// n_layer/4): the engine's own rule, so the evaluation cannot drift from it.
+int32_t resolve_layer(const Config& cfg);
+
 // Loads cfg.model.path, resolves l_R exactly as `ilre ask` does (prefill.layer, else the calibrated
 // configs/models/<model>.yaml, else n_layer/4) and runs every case of entry.settings.
 ModelRun run_model(const ModelEntry& entry, const Config& cfg, const RunProgressFn& progress = {});

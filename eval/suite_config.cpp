@@ -146,6 +146,35 @@ void apply_method_options(const YAML::Node& n, MethodOptions& m, const Where& w)
   }
 }
 
+std::vector<std::string> string_list(const YAML::Node& n, const std::string& where) {
+  return nonempty_list<std::string>(n, where);
+}
+
+// Question files and filler paths are relative to the directory the suite is run from, as --config is.
+QaRealSettings parse_qa_real(const YAML::Node& n, const Where& w) {
+  if (!n.IsMap()) fail(w.key("qa_real"), "expected a mapping");
+  QaRealSettings q;
+  for (const auto& kv : n) {
+    const std::string k = kv.first.as<std::string>();
+    const std::string where = w.key("qa_real." + k);
+    if (k == "documents") q.documents = string_list(kv.second, where);
+    else if (k == "lengths") q.lengths = nonempty_list<int64_t>(kv.second, where);
+    else if (k == "filler") q.filler = string_list(kv.second, where);
+    else if (k == "budgets") q.budgets = nonempty_list<int64_t>(kv.second, where);
+    else if (k == "answer") q.answer = scalar<bool>(kv.second, where);
+    else if (k == "passage_chars") q.passage_chars = scalar<int64_t>(kv.second, where);
+    else if (k == "probe_layers") q.probe_layers = nonempty_list<int32_t>(kv.second, where);
+    else if (k == "split") q.split = scalar<std::string>(kv.second, where);
+    else fail(where, "unknown key");
+  }
+  try {
+    q.validate();
+  } catch (const Exception& e) {
+    fail(w.key("qa_real"), e.error().message);
+  }
+  return q;
+}
+
 // One suite key; false when `key` is not a suite key (the caller decides whether that is an error).
 bool apply_key(EvalSettings& s, const std::string& key, const YAML::Node& v, const Where& w, bool& saw_depths) {
   const std::string where = w.key(key);
@@ -183,6 +212,8 @@ bool apply_key(EvalSettings& s, const std::string& key, const YAML::Node& v, con
     s.stop_at_newline = scalar<bool>(v, where);
   } else if (key == "save_spans") {
     s.save_spans = scalar<bool>(v, where);
+  } else if (key == "qa_real") {
+    s.qa_real = parse_qa_real(v, w);
   } else if (key == "task_options") {
     apply_task_options(v, s.task, w);
   } else if (key == "method_options") {
@@ -306,7 +337,7 @@ EvalConfig parse_eval_config(const std::string& yaml_text, const std::string& or
     if (k == "models" || k == "ilre") continue;
     if (!apply_key(cfg.defaults, k, kv.second, top, saw_depths)) {
       fail(top.key(k), "unknown key (known: lengths, depths, depth_steps, tasks, haystacks, methods, budget, seed, "
-                       "max_answer_tokens, samples, stop_at_newline, save_spans, task_options, method_options, "
+                       "max_answer_tokens, samples, stop_at_newline, save_spans, qa_real, task_options, method_options, "
                        "ilre, models)");
     }
   }

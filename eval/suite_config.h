@@ -5,12 +5,14 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "eval/methods.h"
+#include "eval/qa_real.h"
 #include "eval/suite.h"
 
 namespace ilre::eval {
@@ -38,6 +40,8 @@ struct EvalSettings {
   bool save_spans = false;       // write every method's recalled spans into the results
   TaskSettings task;
   MethodOptions method;
+  // When set, the entry runs the real-document suite (qa_real.h) instead of the synthetic grid.
+  std::optional<QaRealSettings> qa_real;
 
   // Throws Exception(invalid_argument) naming the key.
   void validate() const;

@@ -10,7 +10,7 @@ $SUDO apt-get install -y -qq --no-install-recommends \
   build-essential cmake ninja-build git ca-certificates pkg-config \
   libboost-dev libboost-system-dev libboost-thread-dev \
   libeigen3-dev libzstd-dev libspdlog-dev libfmt-dev nlohmann-json3-dev libyaml-cpp-dev libcli11-dev \
-  libexpected-dev libgtest-dev libgmock-dev libbenchmark-dev libutf8proc-dev prometheus-cpp-dev \
+  zlib1g-dev libexpected-dev libgtest-dev libgmock-dev libbenchmark-dev libutf8proc-dev prometheus-cpp-dev \
   python3 python3-pip python3-venv time zstd curl nginx
 # Test tooling only (never the engine's run path): the official openai client the daemon tests talk
 # through, in a virtualenv inside the checkout (git-ignored) that CMake's ILRE_TOOLS_PYTHON points at.

@@ -11,8 +11,13 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 
 }  // namespace
 
-ScoreStage::ScoreStage(const storage::StoreReader& store, retrieval::QueryScorer scorer, KeyTransform key_transform)
-    : store_(store), scorer_(std::move(scorer)), key_transform_(std::move(key_transform)), scoring_pass_(!scorer_.two_pass()) {}
+ScoreStage::ScoreStage(const storage::StoreReader& store, retrieval::QueryScorer scorer, KeyTransform key_transform,
+                       ScoreTransform score_transform)
+    : store_(store),
+      scorer_(std::move(scorer)),
+      key_transform_(std::move(key_transform)),
+      score_transform_(std::move(score_transform)),
+      scoring_pass_(!scorer_.two_pass()) {}
 
 Result<void> ScoreStage::start(engine::StageContext& ctx) {
   ctx_ = &ctx;
@@ -46,6 +51,7 @@ Result<bool> ScoreStage::produce(engine::Emitter<ScoreBlock>& out) {
     block.first_pos = segment_.first_pos;
     block.scores.resize(static_cast<size_t>(segment_.n_tokens));
     scorer_.score(segment_.keys_f32.data(), segment_.n_tokens, block.scores.data());
+    if (score_transform_) score_transform_(block.first_pos, block.scores);
     if (ctx_) ctx_->add_items_out(static_cast<uint64_t>(segment_.n_tokens));
     out.emit(std::move(block));
   }

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <functional>
+#include <span>
 #include <string_view>
 
 #include "engine/stage.h"
@@ -29,7 +30,11 @@ class ScoreStage {
   // key_transform, when set, adjusts a decoded segment's keys in place before scoring (e.g. applies RoPE
   // at the keys' document positions); it gets the segment's first position, n and F32 [n, width] keys.
   using KeyTransform = std::function<void(int64_t first_pos, int64_t n, float* keys)>;
-  ScoreStage(const storage::StoreReader& store, retrieval::QueryScorer scorer, KeyTransform key_transform = {});
+  // score_transform, when set, adjusts a block's scores before they are emitted (e.g. recall.policy =
+  // hybrid's lexical prior); it gets the block's first position and its scores.
+  using ScoreTransform = std::function<void(int64_t first_pos, std::span<float> scores)>;
+  ScoreStage(const storage::StoreReader& store, retrieval::QueryScorer scorer, KeyTransform key_transform = {},
+             ScoreTransform score_transform = {});
   Result<void> start(engine::StageContext& ctx);
   Result<bool> produce(engine::Emitter<ScoreBlock>& out);
   const ScoreTotals& totals() const { return totals_; }
@@ -40,6 +45,7 @@ class ScoreStage {
   const storage::StoreReader& store_;
   retrieval::QueryScorer scorer_;
   KeyTransform key_transform_;
+  ScoreTransform score_transform_;
   size_t next_ = 0;
   bool scoring_pass_;
   storage::Segment segment_;

@@ -24,6 +24,19 @@ TEST(ChooseLayer, DeficitWithinToleranceIsATie) {
 
 TEST(ChooseLayer, NoLayers) { EXPECT_EQ(choose_layer({}, 0.02), -1); }
 
+// Gemma 3 270M's recorded synthetic table (configs/models/gemma-3-270m-q4_k_m.yaml): layer 3 ties with the
+// best overall, but among the global layers (5, 11, 17) layer 5 is the first within the tolerance.
+TEST(ChooseLayer, OnlyEligibleLayersCompete) {
+  const std::vector<double> gemma{0.5383, 0.7709, 0.5974, 0.8860, 0.1520, 0.8921, 0.4990, 0.8865, 0.4140,
+                                  0.5513, 0.7019, 0.8961, 0.5490, 0.5112, 0.3862, 0.8230, 0.5011, 0.8523};
+  EXPECT_EQ(choose_layer(gemma, 0.02), 3);
+  std::vector<bool> global(18, false);
+  global[5] = global[11] = global[17] = true;
+  EXPECT_EQ(choose_layer(gemma, 0.02, global), 5);
+  EXPECT_EQ(choose_layer(gemma, 0.0, global), 11);
+  EXPECT_EQ(choose_layer(gemma, 0.02, std::vector<bool>(18, false)), -1);
+}
+
 TEST(Calibrate, Stories260KTableAndConfigAgree) {
   const auto m = model::Model::load(test::data_model("stories260K-f32.gguf"));
   model::ComputePool pool(2);

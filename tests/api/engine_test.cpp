@@ -84,6 +84,46 @@ TEST(EngineEndToEnd, IngestOnceAskManyAppend) {
   EXPECT_EQ(a3->context_tokens, rep2->total_tokens);
 }
 
+// recall.policy = hybrid in ask: the lexical prior from the stored tokens lifts the one passage that holds
+// the question's rare words, which attention at layer 2 of stories260K alone does not single out; the
+// eval's ilre method fuses the same prior (retrieval/lexical.h), so ask and eval recall alike.
+TEST(EngineEndToEnd, HybridPolicyRecallsThePassageWithTheQuestionsWords) {
+  const std::string text = story(120) + "The purple dragon named Zorblax guarded the copper gate. " + story(120);
+  Config attention = stories_config();
+  attention.recall.budget = 24;  // the sink (8) and 16 tokens
+  attention.recall.policy = "attention";
+  Config hybrid = attention;
+  hybrid.recall.policy = "hybrid";
+  hybrid.recall.lexical_weight = 8.0;
+  hybrid.recall.lexical_window = 8;
+  auto engine = open(hybrid);
+  ASSERT_TRUE(engine);
+  const std::string dir = test::scratch_dir("hybrid") + "/store";
+  ASSERT_TRUE(engine->ingest_text(text, dir, {}));
+  auto a = engine->ask(dir, "What did the purple dragon Zorblax guard?", {});
+  ASSERT_TRUE(a) << a.error().what();
+  EXPECT_EQ(a->recalled, 24);
+  EXPECT_EQ(a->timings_ms.count("lexical"), 1u);
+  // Where the planted sentence sits: after the first story's tokens (BOS included).
+  auto before = engine->tokenize(story(120));
+  ASSERT_TRUE(before);
+  const auto at = static_cast<int64_t>(before->size());
+  auto overlaps_sentence = [at](const Answer& ans) {
+    for (auto [s, e] : ans.spans) {
+      if (s < at + 14 && e > at) return true;
+    }
+    return false;
+  };
+  EXPECT_TRUE(overlaps_sentence(*a));
+  // Attention alone at this budget recalls elsewhere: the prior, not chance, found the sentence.
+  auto plain = open(attention);
+  ASSERT_TRUE(plain);
+  auto b = plain->ask(dir, "What did the purple dragon Zorblax guard?", {});
+  ASSERT_TRUE(b) << b.error().what();
+  EXPECT_EQ(b->timings_ms.count("lexical"), 0u);
+  EXPECT_FALSE(overlaps_sentence(*b));
+}
+
 // Streaming into segments must give the keys a single pass over the whole text gives, whatever the
 // chunk boundaries: ingest the same text twice with different read sizes.
 TEST(EngineEndToEnd, ReadChunkingDoesNotChangeTheStore) {

@@ -113,6 +113,7 @@ TEST(Ilre, MultiKernelMaxPoolingFromTheConfig) {
   // token 10; kernel 3's max-pooled peak spreads to 3 and 5, which it takes next.
   const OneDim d = peak_and_plateau();
   Config cfg;
+  cfg.recall.policy = "attention";  // the pooling alone (the lexical prior has its own tests)
   cfg.pooling.kernels = {1, 3};
   cfg.pooling.shares = {0.5, 0.5};
   EXPECT_EQ(run("ilre", d.in(4, 0), cfg), (std::vector<int64_t>{3, 4, 5, 10}));
@@ -125,6 +126,7 @@ TEST(Ilre, MultiKernelMaxPoolingFromTheConfig) {
 TEST(Ilre, KeepFirstFollowsTheRecallConfig) {
   const OneDim d = peak_and_plateau();
   Config cfg;
+  cfg.recall.policy = "attention";
   cfg.pooling.kernels = {1};
   cfg.pooling.shares = {1.0};
   EXPECT_EQ(run("ilre", d.in(3, 2), cfg), (std::vector<int64_t>{0, 1, 4}));
@@ -200,18 +202,27 @@ TEST(Registry, EveryMethodKeepsTheSelectionContract) {
     std::vector<float> keys(static_cast<size_t>(n * 2 * 8)), q(static_cast<size_t>(3 * 4 * 8));
     for (float& x : keys) x = g(rng);
     for (float& x : q) x = g(rng);
-    MethodInputs in{.n_doc = n, .keys = keys, .queries = q, .n_query = 3, .layout = {4, 2, 8}, .budget = 24, .sink = 4};
-    for (const std::string& name : method_names()) {
-      SCOPED_TRACE(name + " n=" + std::to_string(n));
-      const auto m = make_method(name, Config{}, hp, {.lagkv_lag = 16});
-      const std::vector<int64_t> idx = m->select(in);
-      const int64_t want = m->full_context() ? n : std::min<int64_t>(24, n);
-      ASSERT_EQ(static_cast<int64_t>(idx.size()), want);
-      EXPECT_TRUE(std::is_sorted(idx.begin(), idx.end()));
-      EXPECT_EQ(std::adjacent_find(idx.begin(), idx.end()), idx.end());
-      EXPECT_GE(idx.front(), 0);
-      EXPECT_LT(idx.back(), n);
-      for (int64_t i = 0; i < std::min<int64_t>(4, n); ++i) EXPECT_EQ(idx[static_cast<size_t>(i)], i);
+    std::vector<int32_t> tokens(static_cast<size_t>(n));
+    for (int32_t& t : tokens) t = static_cast<int32_t>(rng() % 10);
+    const std::vector<int32_t> question{1, 2, 7};
+    retrieval::WordMap words([](int32_t id) { return " w" + std::to_string(id); });
+    MethodInputs in{.n_doc = n, .keys = keys, .queries = q, .n_query = 3, .layout = {4, 2, 8}, .budget = 24, .sink = 4,
+                    .doc_tokens = tokens, .question_tokens = question, .words = &words};
+    for (const std::string policy : {"attention", "hybrid"}) {
+      for (const std::string& name : method_names()) {
+        SCOPED_TRACE(name + " " + policy + " n=" + std::to_string(n));
+        Config cfg;
+        cfg.recall.policy = policy;
+        const auto m = make_method(name, cfg, hp, {.lagkv_lag = 16});
+        const std::vector<int64_t> idx = m->select(in);
+        const int64_t want = m->full_context() ? n : std::min<int64_t>(24, n);
+        ASSERT_EQ(static_cast<int64_t>(idx.size()), want);
+        EXPECT_TRUE(std::is_sorted(idx.begin(), idx.end()));
+        EXPECT_EQ(std::adjacent_find(idx.begin(), idx.end()), idx.end());
+        EXPECT_GE(idx.front(), 0);
+        EXPECT_LT(idx.back(), n);
+        for (int64_t i = 0; i < std::min<int64_t>(4, n); ++i) EXPECT_EQ(idx[static_cast<size_t>(i)], i);
+      }
     }
   }
 }

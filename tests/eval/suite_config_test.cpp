@@ -96,15 +96,25 @@ TEST(SuiteConfig, ClearErrors) {
   EXPECT_NE(error_of("method_options: {snapkv_kernel: 4}").find("odd"), std::string::npos);
   EXPECT_NE(error_of("[1, 2]").find("mapping"), std::string::npos);
   EXPECT_EQ(error_of("seed: 1"), "");
+  EXPECT_NE(error_of("qa_real: {documents: [a.yaml], budget: [1]}").find("qa_real.budget: unknown key"), std::string::npos);
+  EXPECT_NE(error_of("qa_real: {budgets: [1]}").find("documents"), std::string::npos);
+  EXPECT_NE(error_of("qa_real: {documents: [a.yaml], lengths: [100000]}").find("filler"), std::string::npos);
+  EXPECT_NE(error_of("qa_real: {documents: [a.yaml], split: test}").find("split"), std::string::npos);
+  EXPECT_NE(error_of("qa_real: {documents: [a.yaml], budgets: [0]}").find("budgets"), std::string::npos);
 }
 
 TEST(SuiteConfig, ShippedConfigsParse) {
-  for (const char* name : {"eval-quick.yaml", "eval-full.yaml"}) {
+  for (const char* name : {"eval-quick.yaml", "eval-full.yaml", "eval-real.yaml", "eval-real-recall.yaml",
+                           "eval-real-probe.yaml"}) {
     SCOPED_TRACE(name);
     const EvalConfig c = load_eval_config(std::string(ILRE_SOURCE_DIR) + "/configs/" + name);
     EXPECT_FALSE(c.models.empty());
     for (const ModelEntry& e : c.models) EXPECT_TRUE(parse_config(e.ilre_yaml, e.name)) << e.name;
   }
+  const EvalConfig real = load_eval_config(std::string(ILRE_SOURCE_DIR) + "/configs/eval-real.yaml");
+  ASSERT_TRUE(real.models[0].settings.qa_real);
+  EXPECT_EQ(real.models[0].settings.qa_real->documents.size(), 4u);
+  EXPECT_EQ(real.models[0].settings.qa_real->lengths, (std::vector<int64_t>{0, 1048576}));
 }
 
 }  // namespace
