@@ -130,16 +130,6 @@ std::string now_utc() {
   return buf;
 }
 
-void write_text(const fs::path& path, const std::string& text) {
-  const fs::path tmp = path.string() + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::trunc);
-    f << text;
-    if (!f) throw Exception(errc::io_failed, "cannot write '" + tmp.string() + "'");
-  }
-  fs::rename(tmp, path);
-}
-
 // The real-document suite of one models entry: qa_real.json and qa_real.md beside the entry's other files.
 std::string run_qa_entry(const EvalArgs& a, const eval::ModelEntry& e, const Config& cfg_in, spdlog::logger& log) {
   Config cfg = cfg_in;
@@ -156,10 +146,9 @@ std::string run_qa_entry(const EvalArgs& a, const eval::ModelEntry& e, const Con
                                           e.settings.max_answer_tokens, e.settings.stop_at_newline,
                                           [&log](const std::string& line) { log.info("{}", line); });
   const fs::path dir = eval::model_dir(a.out, e.name);
-  fs::create_directories(dir);
-  write_text(dir / "qa_real.json", eval::to_json(r).dump(1) + "\n");
+  eval::write_atomic(dir / "qa_real.json", eval::to_json(r).dump(1) + "\n");
   const std::string md = eval::qa_markdown(r);
-  write_text(dir / "qa_real.md", md);
+  eval::write_atomic(dir / "qa_real.md", md);
   log.info("{}: qa_real in {:.0f} s; wrote {}", e.name, r.seconds, (dir / "qa_real.md").string());
   return md;
 }

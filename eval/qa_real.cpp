@@ -539,15 +539,30 @@ std::string length_label(const std::string& context) {
 
 }  // namespace
 
-std::pair<size_t, size_t> find_collapsed(const std::string& text, const std::string& needle) {
+namespace {
+
+// A document with its whitespace collapsed once, searched for every question's evidence.
+struct CollapsedText {
   std::vector<size_t> origin;
-  const std::string hay = collapse(text, &origin);
+  std::string text;
+  explicit CollapsedText(const std::string& raw) : text(collapse(raw, &origin)) {}
+};
+
+std::pair<size_t, size_t> find_in(const CollapsedText& doc, const std::string& needle) {
+  const std::string& hay = doc.text;
+  const std::vector<size_t>& origin = doc.origin;
   const std::string n = trimmed(collapse(needle, nullptr));
   if (n.empty()) throw Exception(errc::invalid_argument, "empty evidence");
   const size_t at = hay.find(n);
   if (at == std::string::npos) throw Exception(errc::invalid_argument, "not found");
   if (hay.find(n, at + 1) != std::string::npos) throw Exception(errc::invalid_argument, "found more than once");
   return {origin[at], origin[at + n.size() - 1] + 1};
+}
+
+}  // namespace
+
+std::pair<size_t, size_t> find_collapsed(const std::string& text, const std::string& needle) {
+  return find_in(CollapsedText(text), needle);
 }
 
 QaDocument load_qa_document(const std::string& question_file) {
@@ -574,12 +589,13 @@ QaDocument load_qa_document(const std::string& question_file) {
                                      "`apt-get install " + d.package + "` (or scripts/fetch-eval-docs.sh)");
   }
   d.text = read_document(d.path);
+  const CollapsedText collapsed(d.text);
   std::set<std::string> ids;
   for (size_t i = 0; i < qs.size(); ++i) {
     QaQuestion q = parse_question(qs[i], question_file + ": questions[" + std::to_string(i) + "]");
     if (!ids.insert(q.id).second) throw Exception(errc::invalid_argument, question_file + ": question id '" + q.id + "' twice");
     try {
-      q.evidence_bytes = find_collapsed(d.text, q.evidence);
+      q.evidence_bytes = find_in(collapsed, q.evidence);
     } catch (const Exception& e) {
       throw Exception(errc::invalid_argument, question_file + ": " + q.id + ": evidence " + e.error().message + " in '" + d.path +
                                                   "' (exactly one occurrence is needed; is the installed " + d.package +

@@ -88,20 +88,6 @@ std::string file_safe(const std::string& name) {
   return out.empty() ? "model" : out;
 }
 
-void write_atomic(const fs::path& path, const std::string& text) {
-  fs::create_directories(path.parent_path());
-  const fs::path tmp = path.string() + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc | std::ios::binary);
-    out << text;
-    out.flush();
-    if (!out) throw Exception(errc::io_failed, "cannot write '" + tmp.string() + "'");
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) throw Exception(errc::io_failed, "cannot rename '" + tmp.string() + "': " + ec.message());
-}
-
 nlohmann::json stats_json(const CellStats& c) {
   return {{"n", c.n}, {"skipped", c.skipped}, {"accuracy", c.accuracy}, {"exact", c.exact}, {"recall", c.recall},
           {"ttft_ms", c.ttft_ms}, {"end_to_end_ms", c.end_to_end_ms}};
@@ -252,6 +238,21 @@ std::string model_section(const ModelRun& r) {
 }
 
 }  // namespace
+
+void write_atomic(const fs::path& path, const std::string& text) {
+  fs::create_directories(path.parent_path());
+  const fs::path tmp = path.string() + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc | std::ios::binary);
+    out << text;
+    out.flush();
+    if (!out) throw Exception(errc::io_failed, "cannot write '" + tmp.string() + "'");
+  }
+  std::error_code ec;
+  fs::rename(tmp, path, ec);
+  if (ec) throw Exception(errc::io_failed, "cannot rename '" + tmp.string() + "': " + ec.message());
+}
+
 
 std::string model_dir(const std::string& dir, const std::string& model_name) {
   return (fs::path(dir) / file_safe(model_name)).string();

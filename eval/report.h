@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -56,6 +57,9 @@ struct ReportFiles {
 
 // Writes everything under dir (created if needed); files are replaced atomically.
 ReportFiles write_report(const std::string& dir, const std::vector<ModelRun>& runs, const nlohmann::json& meta);
+
+// Writes text to path through path.tmp and a rename, creating the directories; throws Exception(io_failed).
+void write_atomic(const std::filesystem::path& path, const std::string& text);
 
 // <dir>/<model name made file-safe>: where a model's heatmaps and configs go.
 std::string model_dir(const std::string& dir, const std::string& model_name);

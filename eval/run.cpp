@@ -229,16 +229,15 @@ double remaining_seconds(const std::vector<std::pair<double, double>>& costs, st
   return eta;
 }
 
-int32_t layer_by_engine_rule(const Config& cfg) {
+
+}  // namespace
+
+int32_t resolve_layer(const Config& cfg) {
   if (cfg.prefill.layer >= 0) return cfg.prefill.layer;
   auto engine = Engine::open(cfg);
   if (!engine) throw Exception(engine.error());
   return (*engine)->retrieval_layer();
 }
-
-}  // namespace
-
-int32_t resolve_layer(const Config& cfg) { return layer_by_engine_rule(cfg); }
 
 std::vector<CaseSpec> case_grid(const EvalSettings& s) {
   std::vector<int64_t> lengths = s.lengths;
