@@ -46,6 +46,7 @@ std::vector<Field> fields(Config& c) {
       {"recall.lexical_window", &c.recall.lexical_window},
       {"query.template", &c.query.template_text},
       {"query.chat", &c.query.chat},
+      {"query.span_separator", &c.query.span_separator},
       {"decode.positions", &c.decode.positions},
       {"decode.max_tokens", &c.decode.max_tokens},
       {"decode.stop_at_newline", &c.decode.stop_at_newline},

@@ -20,6 +20,7 @@
 #include "model/session.h"
 #include "model/model_path.h"
 #include "retrieval/configure.h"
+#include "retrieval/prompt.h"
 #include "retrieval/lexical.h"
 #include "stages/decode.h"
 #include "stages/document_state.h"
@@ -672,9 +673,11 @@ Result<Answer> Engine::Impl::ask(const std::string& store_dir, const std::string
       spdlog::warn("store '{}' is incomplete: its state is at token {} of {}", store_dir, prefill.next_position(),
                    reader->n_tokens());
     }
-    const std::vector<model::TokenId> query = retrieval::query_tokens(cfg, model->vocab(), question);
+    retrieval::QueryPrompt query_prompt = retrieval::query_prompt(cfg, *model, question);
+    const std::vector<model::TokenId>& query = query_prompt.query;
     const int64_t n_context = reader->n_tokens();
-    const int64_t budget = options.budget.value_or(budget_for(static_cast<int64_t>(query.size()), max_tokens));
+    const int64_t budget =
+        options.budget.value_or(budget_for(static_cast<int64_t>(query.size() + query_prompt.lead.size()), max_tokens));
 
     auto encode_t0 = Clock::now();
     std::vector<float> q = prefill.encode_query(query);
@@ -714,9 +717,11 @@ Result<Answer> Engine::Impl::ask(const std::string& store_dir, const std::string
     engine::Pipeline p(run_name("ask"), pipeline_options(options.cancel));
     auto score = p.emplace<stages::ScoreStage>(*reader, std::move(scorer), key_transform, score_transform);
     auto pool_stage = p.emplace<stages::PoolStage>(sel);
-    auto recall = p.emplace<stages::RecallStage>(*reader, query, cfg.decode.positions == "original"
-                                                                     ? stages::PromptPositions::original
-                                                                     : stages::PromptPositions::contiguous);
+    auto recall = p.emplace<stages::RecallStage>(*reader, query_prompt,
+                                                 cfg.decode.positions == "original" ? stages::PromptPositions::original
+                                                                                    : stages::PromptPositions::contiguous,
+                                                 model->vocab().add_bos() ? model->vocab().bos() : -1,
+                                                 hp.n_ctx_train - max_tokens);
     auto decode = p.emplace<stages::DecodeStage>(*model, *pool, numerics_of(cfg.decode.numerics),
                                                  kv_type_of(cfg.decode.kv_type), settings.chunk,
                                                  max_tokens, sp, cfg.decode.stop_at_newline);

@@ -1,6 +1,7 @@
 // Prefill throughput of the whole model against this machine's sgemm peak, measured in one process.
 //
 //   bench_prefill [--model=path.gguf] [--tokens=2048] [--chunks=256,512,1024] [--threads=1,2] [--min-time=1]
+//                 [--compare=512,2048] [--decode=64]
 //
 // For each chunk size and thread count: a Session prefills `tokens` tokens in chunks of that size (the
 // KV cache grows as in llama.cpp's batched prompt processing; logits of the last token only) and the
@@ -8,11 +9,13 @@
 // with attention added, and both as a fraction of Eigen's sgemm peak at the same thread count.
 // Also prints 512- and 2048-token prompt times for comparison with scripts/bench_llamacpp_prefill.py.
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <map>
 #include <random>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -33,6 +36,7 @@ struct Options {
   std::vector<int64_t> chunks = {256, 512, 1024};
   std::vector<int64_t> threads = {1, 2};
   std::vector<int64_t> compare_lengths = {512, 2048};
+  int64_t decode = 64;          // tokens decoded one at a time after a 1,024-token prompt (0: skip)
   double min_time = 1.0;
 };
 
@@ -49,6 +53,7 @@ Options parse(int argc, char** argv) {
     else if (a.rfind("--threads=", 0) == 0) o.threads = parse_list(value("--threads="));
     else if (a.rfind("--compare=", 0) == 0) o.compare_lengths = parse_list(value("--compare="));
     else if (a.rfind("--min-time=", 0) == 0) o.min_time = std::stod(value("--min-time="));
+    else if (a.rfind("--decode=", 0) == 0) o.decode = std::stoll(value("--decode="));
     else {
       std::fprintf(stderr, "unknown argument %s\n", a.c_str());
       std::exit(2);
@@ -109,27 +114,33 @@ int main(int argc, char** argv) {
   std::printf("model: %s (%lld layers)\n", path.c_str(), static_cast<long long>(hp.n_layer));
   ilre::bench::print_kernels();
 
-  std::map<int64_t, double> peak;
+  std::map<int64_t, double> peak, i8peak;
   for (int64_t nt : o.threads) peak[nt] = ilre::bench::sgemm_peak(static_cast<int>(nt), 0.3);
+  for (int64_t nt : o.threads) i8peak[nt] = ilre::bench::int8_peak(static_cast<int>(nt), 0.3);
   std::printf("Eigen sgemm peak GFLOP/s:");
   for (int64_t nt : o.threads) std::printf("  %lld thr %.1f", static_cast<long long>(nt), peak[nt]);
-  std::printf("\n\n");
+  std::printf("\nint8 dot-product peak GOP/s:");
+  for (int64_t nt : o.threads) std::printf("  %lld thr %.1f", static_cast<long long>(nt), i8peak[nt]);
+  std::printf("\nlayer weight ops per token and layer: %.4f GOP\n\n",
+              layer_weight_flops_per_token(*m) / static_cast<double>(hp.n_layer) * 1e-9);
 
   const auto tokens = random_tokens(*m, o.tokens);
   const double w_flops = layer_weight_flops_per_token(*m) * static_cast<double>(o.tokens);
   const double a_flops = attention_flops(hp, o.tokens);
   std::printf("prefill of %lld tokens (%.2f GFLOP weights + %.2f GFLOP attention)\n", static_cast<long long>(o.tokens),
               w_flops * 1e-9, a_flops * 1e-9);
-  std::printf("%6s %4s %10s %14s %7s %14s %7s\n", "chunk", "thr", "tok/s", "weights GF/s", "%peak", "+attn GF/s", "%peak");
+  // Quantised weights run int8 products (the i8 peak judges them); the attention products run in f32.
+  std::printf("%6s %4s %10s %14s %7s %7s %14s %7s\n", "chunk", "thr", "tok/s", "weights GF/s", "%peak", "%i8pk", "+attn GF/s",
+              "%peak");
   std::map<int64_t, std::unique_ptr<model::ComputePool>> pools;
   for (int64_t nt : o.threads) pools[nt] = std::make_unique<model::ComputePool>(static_cast<int>(nt));
   for (int64_t chunk : o.chunks) {
     for (int64_t nt : o.threads) {
       const double s = prefill_seconds(*m, *pools[nt], tokens, chunk, o.min_time);
       const double gw = w_flops / s * 1e-9, ga = (w_flops + a_flops) / s * 1e-9;
-      std::printf("%6lld %4lld %10.0f %14.1f %6.0f%% %14.1f %6.0f%%\n", static_cast<long long>(chunk),
-                  static_cast<long long>(nt), static_cast<double>(o.tokens) / s, gw, 100.0 * gw / peak[nt], ga,
-                  100.0 * ga / peak[nt]);
+      std::printf("%6lld %4lld %10.0f %14.1f %6.0f%% %6.0f%% %14.1f %6.0f%%\n", static_cast<long long>(chunk),
+                  static_cast<long long>(nt), static_cast<double>(o.tokens) / s, gw, 100.0 * gw / peak[nt],
+                  i8peak[nt] > 0 ? 100.0 * gw / i8peak[nt] : 0.0, ga, 100.0 * ga / peak[nt]);
       std::fflush(stdout);
     }
   }
@@ -140,6 +151,27 @@ int main(int argc, char** argv) {
     for (int64_t nt : o.threads) {
       const double s = prefill_seconds(*m, *pools[nt], t, 512, o.min_time);
       std::printf("%7lld %4lld %10.0f\n", static_cast<long long>(n), static_cast<long long>(nt), static_cast<double>(n) / s);
+    }
+  }
+  if (o.decode > 0) {
+    // As llama.cpp's decode: one token per forward, logits of that token, after a 1,024-token prompt.
+    std::printf("\ndecode, %lld tokens one at a time after 1024 prompt tokens (compare: scripts/bench_llamacpp_prefill.py --decode)\n",
+                static_cast<long long>(o.decode));
+    std::printf("%4s %10s\n", "thr", "tok/s");
+    const auto prompt = random_tokens(*m, 1024);
+    const auto next = random_tokens(*m, o.decode + 1);
+    for (int64_t nt : o.threads) {
+      model::Session session(*m, *pools[nt], 512);
+      std::vector<float> logits;
+      double best = 1e30;
+      for (int rep = 0; rep < 3; ++rep) {
+        session.reset();
+        session.eval(prompt, logits);
+        const auto t0 = std::chrono::steady_clock::now();
+        for (int64_t i = 1; i <= o.decode; ++i) session.eval(std::span(next).subspan(static_cast<size_t>(i), 1), logits);
+        best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+      }
+      std::printf("%4lld %10.1f\n", static_cast<long long>(nt), static_cast<double>(o.decode) / best);
     }
   }
   return 0;

@@ -1,5 +1,6 @@
-// This machine's f32 GEMM peak (Eigen sgemm on the model's matrix shapes): every benchmark reports its
-// throughput as a fraction of it, measured in the same process, never as bare absolute times.
+// This machine's peaks, measured in the same process as the figure they judge (never bare absolute times):
+// the f32 GEMM peak (Eigen sgemm on the model's matrix shapes) and the int8 dot-product peak (the
+// instruction the quantised kernels are built on, register-resident, no memory traffic).
 #pragma once
 
 #include <Eigen/Dense>
@@ -12,6 +13,10 @@
 #include <functional>
 #include <thread>
 #include <vector>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 #include "model/ggml_cpu.h"
 #include "model/quant_kernels.h"
@@ -79,6 +84,77 @@ inline double sgemm_peak(int n_threads, double min_time) {
   double peak = 0.0;
   for (const auto& s : peak_shapes()) peak = std::max(peak, eigen_gflops(s[0], s[1], s[2], n_threads, min_time));
   return peak;
+}
+
+#if defined(__x86_64__)
+// u8 x s8 multiply-adds in 12 independent accumulator chains (enough to cover the instruction's latency on
+// Zen 3/4/5 and recent Intel); returns a sum so the work is not optimised away. 2 ops per multiply-add.
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) inline int64_t int8_loop_vnni512(int64_t iters) {
+  const __m512i a = _mm512_set1_epi8(1), b = _mm512_set1_epi8(3);
+  __m512i acc[12];
+  for (auto& x : acc) x = _mm512_setzero_si512();
+  for (int64_t i = 0; i < iters; ++i) {
+    for (auto& x : acc) x = _mm512_dpbusd_epi32(x, a, b);
+  }
+  __m512i t = acc[0];
+  for (int k = 1; k < 12; ++k) t = _mm512_add_epi32(t, acc[k]);
+  alignas(64) int32_t lanes[16];
+  _mm512_store_si512(lanes, t);
+  int64_t sum = 0;
+  for (int32_t v : lanes) sum += v;
+  return sum;
+}
+inline constexpr double kInt8OpsVnni512 = 12.0 * 64.0 * 2.0;
+
+// AVX2's pair (vpmaddubsw then vpmaddwd against ones), as the AVX2 quantised kernels do it.
+__attribute__((target("avx2,fma"))) inline int64_t int8_loop_avx2(int64_t iters) {
+  __m256i a = _mm256_set1_epi8(1);
+  const __m256i b = _mm256_set1_epi8(3), ones = _mm256_set1_epi16(1);
+  __m256i acc[12];
+  for (auto& x : acc) x = _mm256_setzero_si256();
+  for (int64_t i = 0; i < iters; ++i) {
+    asm volatile("" : "+x"(a));  // the products are not loop-invariant to the compiler
+    for (auto& x : acc) x = _mm256_add_epi32(x, _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), ones));
+  }
+  __m256i t = acc[0];
+  for (int k = 1; k < 12; ++k) t = _mm256_add_epi32(t, acc[k]);
+  alignas(32) int32_t lanes[8];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), t);
+  int64_t sum = 0;
+  for (int32_t v : lanes) sum += v;
+  return sum;
+}
+inline constexpr double kInt8OpsAvx2 = 12.0 * 32.0 * 2.0;
+#endif
+
+// The int8 dot-product peak in GOP/s on n_threads (one loop per thread) with the widest instruction the
+// quantised kernels chose on this CPU (model::kernels::kernel_isa(), so ILRE_KERNELS caps it too);
+// 0 where there is none (scalar).
+inline double int8_peak(int n_threads, double min_time) {
+#if defined(__x86_64__)
+  const model::kernels::KernelIsa isa = model::kernels::kernel_isa();
+  if (isa == model::kernels::KernelIsa::scalar) return 0.0;
+  const bool vnni = isa == model::kernels::KernelIsa::avx512_vnni;
+  const int64_t iters = 1 << 22;
+  std::vector<int64_t> sink(static_cast<size_t>(n_threads));
+  auto one = [&](int i) { sink[static_cast<size_t>(i)] = vnni ? int8_loop_vnni512(iters) : int8_loop_avx2(iters); };
+  const double s = best_seconds(
+      [&] {
+        std::vector<std::thread> workers;
+        for (int i = 1; i < n_threads; ++i) workers.emplace_back(one, i);
+        one(0);
+        for (auto& t : workers) t.join();
+      },
+      min_time);
+  const double ops = (vnni ? kInt8OpsVnni512 : kInt8OpsAvx2) * static_cast<double>(iters) * n_threads;
+  volatile int64_t keep = sink[0];  // the loops' results are used
+  (void)keep;
+  return ops / s * 1e-9;
+#else
+  (void)n_threads;
+  (void)min_time;
+  return 0.0;
+#endif
 }
 
 }  // namespace ilre::bench

@@ -11,6 +11,7 @@
 #include "eval/haystack.h"
 #include "eval/needles.h"
 #include "retrieval/configure.h"
+#include "retrieval/prompt.h"
 #include "ilre/error.h"
 #include "retrieval/pooling.h"
 #include "retrieval/scoring.h"
@@ -90,7 +91,7 @@ CalibrationResult calibrate(const model::Model& model, model::ComputePool& pool,
     for (size_t k = 0; k < specs.size(); ++k) {
       const NeedleSpec& spec = specs[order[k]];
       const auto [ns, ne] = hay.needle_tokens[k];
-      const auto query = retrieval::query_tokens(cfg, vocab, spec.question);
+      const std::vector<model::TokenId> query = retrieval::query_prompt(cfg, model, spec.question).query;
       const auto q_layers = probe.encode_query(query);
       std::vector<double>& sample = r.samples.emplace_back(n_layers, 0.0);
       for (size_t l = 0; l < n_layers; ++l) {

@@ -70,6 +70,7 @@ std::vector<float> PrefillKeys::queries(std::span<const model::TokenId> query) {
 Answerer::Answerer(const model::Model& model, model::ComputePool& pool, const Config& cfg, int64_t batch,
                    int32_t max_tokens, bool stop_at_newline)
     : model_(model),
+      original_positions_(cfg.decode.positions == "original"),
       session_(model, pool, batch, numerics_of(cfg.decode.numerics), model::kv_type_from_name(cfg.decode.kv_type)),
       max_tokens_(max_tokens),
       stop_at_newline_(stop_at_newline) {}
@@ -102,6 +103,20 @@ FinalPass Answerer::run(const std::vector<model::TokenId>& prompt, const std::ve
   if (f.ttft_ms < 0) f.ttft_ms = f.total_ms;  // the first token was end-of-generation
   f.generated = static_cast<int64_t>(ids.size());
   return f;
+}
+
+FinalPass Answerer::run_recalled(std::span<const model::TokenId> doc, const std::vector<int64_t>& idx,
+                                 const retrieval::QueryPrompt& query, int64_t* prompt_tokens) {
+  std::vector<model::TokenId> recalled;
+  recalled.reserve(idx.size());
+  for (int64_t i : idx) recalled.push_back(doc[static_cast<size_t>(i)]);
+  const model::Vocab& vocab = model_.vocab();
+  retrieval::CompressedPrompt p = retrieval::compressed_prompt(recalled, idx, static_cast<int64_t>(doc.size()), query,
+                                                               original_positions_, vocab.add_bos() ? vocab.bos() : -1,
+                                                               model_.hparams().n_ctx_train - max_tokens_);
+  if (prompt_tokens) *prompt_tokens = static_cast<int64_t>(p.tokens.size());
+  // Contiguous positions are the plain path's own 0..n-1.
+  return original_positions_ ? run(p.tokens, p.positions) : run(p.tokens);
 }
 
 }  // namespace ilre::eval

@@ -13,6 +13,7 @@
 #include "model/model.h"
 #include "model/session.h"
 #include "model/transformer.h"
+#include "retrieval/prompt.h"
 #include "stages/streaming_prefill.h"
 
 namespace ilre::eval {
@@ -64,9 +65,14 @@ class Answerer {
            int32_t max_tokens, bool stop_at_newline);
   // positions empty: contiguous 0..prompt-1; else one per prompt token.
   FinalPass run(const std::vector<model::TokenId>& prompt, const std::vector<int32_t>& positions = {});
+  // The compressed prompt `ilre ask` would build from the document tokens at the sorted positions idx
+  // (decode.positions and query.chat as configured); prompt_tokens gets its length.
+  FinalPass run_recalled(std::span<const model::TokenId> doc, const std::vector<int64_t>& idx,
+                         const retrieval::QueryPrompt& query, int64_t* prompt_tokens = nullptr);
 
  private:
   const model::Model& model_;
+  bool original_positions_;
   model::Session session_;
   int32_t max_tokens_;
   bool stop_at_newline_;

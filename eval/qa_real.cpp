@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <numeric>
 #include <set>
 #include <sstream>
 
@@ -20,6 +21,7 @@
 #include "ilre/error.h"
 #include "retrieval/configure.h"
 #include "retrieval/lexical.h"
+#include "retrieval/prompt.h"
 #include "stages/recall.h"
 
 namespace fs = std::filesystem;
@@ -226,14 +228,14 @@ class QaRunner {
   QaContextOutcome run_context(const Context& ctx);
   void probe(const Context& ctx, QaContextOutcome& out);
   QaMethodOutcome run_method(const Method& m, const MethodInputs& in, const QaQuestion& q, TokenRange ev,
-                             const std::vector<model::TokenId>& ctx, const std::vector<model::TokenId>& query,
+                             const std::vector<model::TokenId>& ctx, const retrieval::QueryPrompt& query,
                              int64_t budget, int64_t room);
   QaPassageOutcome passage(const QaDocument& d, const QaQuestion& q);
   // What the tokenizer puts before any text (BOS where the model wants one), as ingest does.
   std::vector<model::TokenId> start_tokens() const { return model_.vocab().tokenize("", {.add_special = true}); }
-  std::vector<model::TokenId> query_of(const QaQuestion& q) const {
-    return retrieval::query_tokens(cfg_, model_.vocab(), q.question);
-  }
+  retrieval::QueryPrompt query_of(const QaQuestion& q) const { return retrieval::query_prompt(cfg_, model_, q.question); }
+  // Prompt tokens around the recalled ones: the query, and the chat lead when query.chat.
+  static int64_t around(const retrieval::QueryPrompt& q) { return static_cast<int64_t>(q.lead.size() + q.query.size()); }
   void say(const std::string& line) const {
     if (progress_) progress_(line);
   }
@@ -321,12 +323,12 @@ Context QaRunner::long_context(int64_t length) const {
 }
 
 QaMethodOutcome QaRunner::run_method(const Method& m, const MethodInputs& in, const QaQuestion& q, TokenRange ev,
-                                     const std::vector<model::TokenId>& ctx, const std::vector<model::TokenId>& query,
+                                     const std::vector<model::TokenId>& ctx, const retrieval::QueryPrompt& query,
                                      int64_t budget, int64_t room) {
   QaMethodOutcome o;
   o.method = std::string(m.name());
   o.budget = m.full_context() ? 0 : budget;
-  if (m.full_context() && in.n_doc + in.n_query + max_answer_tokens_ > model_.hparams().n_ctx_train) {
+  if (m.full_context() && in.n_doc + around(query) + max_answer_tokens_ > model_.hparams().n_ctx_train) {
     o.skipped = true;
     return o;
   }
@@ -342,41 +344,37 @@ QaMethodOutcome QaRunner::run_method(const Method& m, const MethodInputs& in, co
     if (b > ev.first - 256 && a < ev.second + 256) o.spans.emplace_back(a, b);
   }
   if (!s_.answer) return o;
-  std::vector<model::TokenId> prompt;
-  prompt.reserve(idx.size() + query.size());
-  for (int64_t i : idx) prompt.push_back(ctx[static_cast<size_t>(i)]);
-  prompt.insert(prompt.end(), query.begin(), query.end());
-  std::vector<int32_t> positions;  // empty: contiguous, as ask's default
-  if (cfg_.decode.positions == "original") {
-    for (int64_t i : idx) positions.push_back(static_cast<int32_t>(i));
-    for (size_t i = 0; i < query.size(); ++i) positions.push_back(static_cast<int32_t>(in.n_doc + static_cast<int64_t>(i)));
-  }
-  const FinalPass f = answerer_.run(prompt, positions);
+  const FinalPass f = answerer_.run_recalled(ctx, idx, query, &o.prompt_tokens);
   o.answered = true;
   o.answer = f.text;
   o.correct = qa_correct(f.text, q);
-  o.prompt_tokens = static_cast<int64_t>(prompt.size());
   o.answer_ms = f.total_ms;
   return o;
 }
 
 QaPassageOutcome QaRunner::passage(const QaDocument& d, const QaQuestion& q) {
   const auto [a, b] = passage_bytes(d.text, q.evidence_bytes, s_.passage_chars);
-  std::vector<model::TokenId> prompt = start_tokens();
+  std::vector<model::TokenId> doc = start_tokens();
   std::vector<model::TokenId> text = model_.vocab().tokenize(d.text.substr(a, b - a), {.add_special = false});
-  const std::vector<model::TokenId> query = query_of(q);
+  const retrieval::QueryPrompt query = query_of(q);
   // A passage longer than the trained window keeps its middle (where the evidence is).
   const auto room = static_cast<size_t>(std::max<int64_t>(
-      1, model_.hparams().n_ctx_train - static_cast<int64_t>(prompt.size() + query.size()) - max_answer_tokens_));
+      1, model_.hparams().n_ctx_train - static_cast<int64_t>(doc.size()) - around(query) - max_answer_tokens_));
   if (text.size() > room) {
     const size_t cut = (text.size() - room) / 2;
     text = std::vector<model::TokenId>(text.begin() + static_cast<std::ptrdiff_t>(cut),
                                        text.begin() + static_cast<std::ptrdiff_t>(cut + room));
   }
-  prompt.insert(prompt.end(), text.begin(), text.end());
-  prompt.insert(prompt.end(), query.begin(), query.end());
-  const FinalPass f = answerer_.run(prompt);
-  return {.id = q.id, .answer = f.text, .correct = qa_correct(f.text, q), .prompt_tokens = static_cast<int64_t>(prompt.size())};
+  doc.insert(doc.end(), text.begin(), text.end());
+  // The whole passage "recalled": the prompt ask would build had recall found exactly this text.
+  std::vector<int64_t> all(doc.size());
+  std::iota(all.begin(), all.end(), 0);
+  QaPassageOutcome o;
+  o.id = q.id;
+  const FinalPass f = answerer_.run_recalled(doc, all, query, &o.prompt_tokens);
+  o.answer = f.text;
+  o.correct = qa_correct(f.text, q);
+  return o;
 }
 
 QaContextOutcome QaRunner::run_context(const Context& ctx) {
@@ -401,20 +399,20 @@ QaContextOutcome QaRunner::run_context(const Context& ctx) {
       qo.answer = q.answer;
       const TokenRange local = token_range(tokenised_[d], q.evidence_bytes);
       qo.evidence = {local.first + static_cast<int64_t>(offset), local.second + static_cast<int64_t>(offset)};
-      const std::vector<model::TokenId> query = query_of(q);
+      const retrieval::QueryPrompt query = query_of(q);
       const std::vector<model::TokenId> question = model_.vocab().tokenize(q.question, {.add_special = false});
-      const std::vector<float> queries = p.queries(query);
+      const std::vector<float> queries = p.queries(query.query);
       const MethodInputs in{.n_doc = out.n_tokens,
                             .keys = p.keys(),
                             .queries = queries,
-                            .n_query = static_cast<int64_t>(query.size()),
+                            .n_query = static_cast<int64_t>(query.query.size()),
                             .layout = {hp.n_head, hp.n_head_kv, hp.head_dim_k},
                             .budget = 0,
                             .sink = sink_,
                             .doc_tokens = ctx.tokens,
                             .question_tokens = question,
                             .words = &words_};
-      const int64_t room = hp.n_ctx_train - in.n_query - max_answer_tokens_;
+      const int64_t room = hp.n_ctx_train - around(query) - max_answer_tokens_;
       std::string line = ctx.name + " " + q.id + ":";
       for (const auto& m : methods_) {
         if (m->full_context()) {
@@ -459,18 +457,18 @@ void QaRunner::probe(const Context& ctx, QaContextOutcome& out) {
     for (const QaQuestion& q : docs_[d].questions) {
       if (!runs(q, s_.split)) continue;
       QaQuestionOutcome& qo = out.questions[qi++];
-      const std::vector<model::TokenId> query = query_of(q);
+      const retrieval::QueryPrompt query = query_of(q);
       const std::vector<model::TokenId> question = model_.vocab().tokenize(q.question, {.add_special = false});
-      const std::vector<std::vector<float>> queries = lp.encode_query(query);
+      const std::vector<std::vector<float>> queries = lp.encode_query(query.query);
       for (size_t li = 0; li < s_.probe_layers.size(); ++li) {
         std::vector<double> row;
         for (int64_t b : s_.budgets) {
           const MethodInputs in{.n_doc = out.n_tokens,
                                 .keys = keys[li],
                                 .queries = queries[static_cast<size_t>(s_.probe_layers[li])],
-                                .n_query = static_cast<int64_t>(query.size()),
+                                .n_query = static_cast<int64_t>(query.query.size()),
                                 .layout = {hp.n_head, hp.n_head_kv, hp.head_dim_k},
-                                .budget = std::min<int64_t>(b, hp.n_ctx_train - static_cast<int64_t>(query.size()) - max_answer_tokens_),
+                                .budget = std::min<int64_t>(b, hp.n_ctx_train - around(query) - max_answer_tokens_),
                                 .sink = sink_,
                                 .doc_tokens = ctx.tokens,
                                 .question_tokens = question,

@@ -15,6 +15,7 @@
 #include "ilre/error.h"
 #include "model/model_path.h"
 #include "retrieval/configure.h"
+#include "retrieval/prompt.h"
 #include "stages/recall.h"
 #include "stages/streaming_prefill.h"
 
@@ -69,7 +70,7 @@ class SuiteRunner {
  private:
   SharedPrefill prefill(const std::vector<model::TokenId>& doc, const std::vector<model::TokenId>& query);
   MethodOutcome run_method(const Method& m, const MethodInputs& in, const CaseOutcome& c,
-                           const std::vector<model::TokenId>& doc, const std::vector<model::TokenId>& query,
+                           const std::vector<model::TokenId>& doc, const retrieval::QueryPrompt& query,
                            double prefill_ms);
   void check_selection(const Method& m, const std::vector<int64_t>& idx, const MethodInputs& in) const;
 
@@ -109,12 +110,13 @@ void SuiteRunner::check_selection(const Method& m, const std::vector<int64_t>& i
 }
 
 MethodOutcome SuiteRunner::run_method(const Method& m, const MethodInputs& in, const CaseOutcome& c,
-                                      const std::vector<model::TokenId>& doc, const std::vector<model::TokenId>& query,
+                                      const std::vector<model::TokenId>& doc, const retrieval::QueryPrompt& query,
                                       double prefill_ms) {
   MethodOutcome o;
   o.method = std::string(m.name());
   const int64_t n_ctx = model_.hparams().n_ctx_train;
-  if (m.full_context() && c.n_tokens + c.n_query + settings_.max_answer_tokens > n_ctx) {
+  if (m.full_context() &&
+      c.n_tokens + c.n_query + static_cast<int64_t>(query.lead.size()) + settings_.max_answer_tokens > n_ctx) {
     o.skipped = true;
     o.skip_reason = "exceeds context";
     return o;
@@ -128,17 +130,7 @@ MethodOutcome SuiteRunner::run_method(const Method& m, const MethodInputs& in, c
   o.needle_hits = needle_hits(idx, c.required);
   if (settings_.save_spans) o.spans = stages::spans_of(idx);
 
-  std::vector<model::TokenId> prompt;
-  prompt.reserve(idx.size() + query.size());
-  for (int64_t i : idx) prompt.push_back(doc[static_cast<size_t>(i)]);
-  prompt.insert(prompt.end(), query.begin(), query.end());
-  std::vector<int32_t> positions;  // empty: contiguous 0..prompt-1, as ask's default
-  if (cfg_.decode.positions == "original") {
-    for (int64_t i : idx) positions.push_back(static_cast<int32_t>(i));
-    for (size_t i = 0; i < query.size(); ++i) positions.push_back(static_cast<int32_t>(in.n_doc + static_cast<int64_t>(i)));
-  }
-  const FinalPass f = answerer_.run(prompt, positions);
-  o.prompt_tokens = static_cast<int64_t>(prompt.size());
+  const FinalPass f = answerer_.run_recalled(doc, idx, query, &o.prompt_tokens);
   o.answer = f.text;
   o.generated = f.generated;
   o.score = score_answer(f.text, c.answers);
@@ -157,16 +149,16 @@ CaseOutcome SuiteRunner::run(const CaseSpec& spec) {
   if (static_cast<int64_t>(doc.size()) != ec.n_tokens) {
     throw Exception(errc::internal, "case " + ec.id + ": the document tokenises differently than when it was built");
   }
-  const std::vector<model::TokenId> query = retrieval::query_tokens(cfg_, vocab, ec.question);
+  const retrieval::QueryPrompt query = retrieval::query_prompt(cfg_, model_, ec.question);
   const std::vector<model::TokenId> question = vocab.tokenize(ec.question, {.add_special = false});
 
   CaseOutcome c;
   c.spec = spec;
   c.id = ec.id;
   c.n_tokens = ec.n_tokens;
-  c.n_query = static_cast<int64_t>(query.size());
+  c.n_query = static_cast<int64_t>(query.query.size());
   // One budget for every method; the compressed prompt plus the answer must fit the trained context.
-  const int64_t room = hp.n_ctx_train - c.n_query - settings_.max_answer_tokens;
+  const int64_t room = hp.n_ctx_train - c.n_query - static_cast<int64_t>(query.lead.size()) - settings_.max_answer_tokens;
   if (room < 1) throw Exception(errc::invalid_argument, "case " + ec.id + ": the query and answer alone exceed the context");
   const int64_t wanted = settings_.budget.for_document(c.n_tokens);
   c.budget = std::min(wanted, room);
@@ -177,7 +169,7 @@ CaseOutcome SuiteRunner::run(const CaseSpec& spec) {
   c.distractors = ec.distractors;
 
   SharedPrefill sh;
-  if (needs_prefill_) sh = prefill(doc, query);
+  if (needs_prefill_) sh = prefill(doc, query.query);
   c.prefill_ms = sh.ms;
   const MethodInputs in{.n_doc = c.n_tokens,
                         .keys = sh.keys,

@@ -7,7 +7,6 @@
 
 #include "ilre/config.h"
 #include "model/hparams.h"
-#include "model/vocab.h"
 #include "retrieval/pooling.h"
 #include "retrieval/scoring.h"
 
@@ -36,15 +35,6 @@ inline SelectionConfig selection_config(const Config& cfg, int64_t budget, int64
   sel.keep_first = cfg.recall.keep_first >= 0 ? cfg.recall.keep_first : keep_first_default;
   sel.keep_last = cfg.recall.keep_last;
   return sel;
-}
-
-// The ILRe query: the question inside the configured template (question + answer prefix), no BOS.
-inline std::vector<model::TokenId> query_tokens(const Config& cfg, const model::Vocab& vocab,
-                                                const std::string& question) {
-  std::string text = cfg.query.template_text;
-  const auto at = text.find("{question}");
-  if (at != std::string::npos) text.replace(at, 10, question);
-  return vocab.tokenize(text, {.add_special = false});
 }
 
 }  // namespace ilre::retrieval

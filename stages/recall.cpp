@@ -14,9 +14,9 @@ std::vector<std::pair<int64_t, int64_t>> spans_of(const std::vector<int64_t>& so
   return spans;
 }
 
-RecallStage::RecallStage(const storage::StoreReader& store, std::vector<model::TokenId> query_tokens,
-                         PromptPositions positions)
-    : store_(store), query_(std::move(query_tokens)), positions_(positions) {}
+RecallStage::RecallStage(const storage::StoreReader& store, retrieval::QueryPrompt query, PromptPositions positions,
+                         model::TokenId bos, int64_t max_prompt)
+    : store_(store), query_(std::move(query)), positions_(positions), bos_(bos), max_prompt_(max_prompt) {}
 
 Result<void> RecallStage::start(engine::StageContext& ctx) {
   ctx_ = &ctx;
@@ -32,17 +32,10 @@ Result<void> RecallStage::process(Selection&& in, engine::Emitter<Prompt>& out) 
   p.spans = spans_of(in.positions);
   spans_ = p.spans;
   n_recalled_ = p.n_recalled;
-  p.tokens.assign(tokens->begin(), tokens->end());
-  p.tokens.insert(p.tokens.end(), query_.begin(), query_.end());
-  p.positions.resize(p.tokens.size());
-  for (size_t i = 0; i < p.tokens.size(); ++i) {
-    if (positions_ == PromptPositions::contiguous) {
-      p.positions[i] = static_cast<int32_t>(i);
-    } else {
-      p.positions[i] = i < in.positions.size() ? static_cast<int32_t>(in.positions[i])
-                                               : static_cast<int32_t>(in.n_context + static_cast<int64_t>(i - in.positions.size()));
-    }
-  }
+  retrieval::CompressedPrompt cp = retrieval::compressed_prompt(*tokens, in.positions, in.n_context, query_,
+                                                                positions_ == PromptPositions::original, bos_, max_prompt_);
+  p.tokens = std::move(cp.tokens);
+  p.positions = std::move(cp.positions);
   if (ctx_) {
     ctx_->add_items_in(in.positions.size());
     ctx_->add_items_out(p.tokens.size());

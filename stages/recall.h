@@ -1,12 +1,13 @@
 // recall — recalled positions -> the compressed prompt: the recalled document tokens in their original
-// order (read back from the store's token frames), then the query tokens; positions contiguous (default)
-// or the original document positions.
+// order (read back from the store's token frames), the chat lead after the BOS (query.chat), then the query
+// tokens; positions contiguous (default) or the original document positions (retrieval/prompt.h).
 #pragma once
 
 #include <string_view>
 #include <vector>
 
 #include "engine/stage.h"
+#include "retrieval/prompt.h"
 #include "stages/messages.h"
 #include "storage/store_reader.h"
 
@@ -20,7 +21,10 @@ class RecallStage {
   using Out = Prompt;
   static constexpr std::string_view kName = "recall";
 
-  RecallStage(const storage::StoreReader& store, std::vector<model::TokenId> query_tokens, PromptPositions positions);
+  // bos: the model's BOS id (-1: none), after which the lead goes; max_prompt: the prompt tokens that
+  // leave room for the answer (span separators are dropped beyond it; < 0: no limit).
+  RecallStage(const storage::StoreReader& store, retrieval::QueryPrompt query, PromptPositions positions,
+              model::TokenId bos, int64_t max_prompt = -1);
   Result<void> start(engine::StageContext& ctx);
   Result<void> process(Selection&& in, engine::Emitter<Prompt>& out);
 
@@ -32,8 +36,10 @@ class RecallStage {
   std::vector<std::pair<int64_t, int64_t>> spans_;
   int64_t n_recalled_ = 0;
   const storage::StoreReader& store_;
-  std::vector<model::TokenId> query_;
+  retrieval::QueryPrompt query_;
   PromptPositions positions_;
+  model::TokenId bos_;
+  int64_t max_prompt_;
   engine::StageContext* ctx_ = nullptr;
 };
 

@@ -48,7 +48,7 @@ struct PoolingConfig {
 
 struct RecallConfig {
   // Tokens recalled; -1 = 75% of the trained context minus query and answer room. 1024: on qa_real the
-  // 270M model answered 31% at 1K and 2K and 22% at 4K with the evidence recalled at all three
+  // 270M model answered 28% at 1K and 2K and 22% at 4K with the evidence recalled at all three
   // (bench/README.md "Real documents"), and a follow-up question costs seconds, not minutes.
   int64_t budget = 1024;
   int64_t keep_first = -1;    // always-kept first tokens; -1 = prefill.sink
@@ -65,7 +65,13 @@ struct QueryConfig {
   // Text appended after the document; {question} is replaced. Its tokens are the ILRe query (question +
   // answer prefix) and they end the compressed prompt.
   std::string template_text = "\n\nQuestion: {question}\nAnswer:";
-  bool chat = false;          // wrap document + question in the model's chat template instead
+  // Wrap document + question in one user turn of the model's chat template, for instruction-tuned models.
+  // Off: on the default (base) Gemma 3 270M it answered 0-9% on qa_real (bench/README.md "Real documents" 6).
+  bool chat = false;
+  // Text put between two recalled spans that are not adjacent in the document ("" = none, as the paper),
+  // so the model does not read two distant fragments as one sentence. Left out of a prompt it would push
+  // past the trained context.
+  std::string span_separator;
 };
 
 struct DecodeConfig {

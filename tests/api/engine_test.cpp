@@ -9,6 +9,8 @@
 #include <fstream>
 #include <thread>
 
+#include "model/model.h"
+#include "retrieval/prompt.h"
 #include "storage/store_reader.h"
 #include "stories_fixture.h"
 #include "support/paths.h"
@@ -122,6 +124,32 @@ TEST(EngineEndToEnd, HybridPolicyRecallsThePassageWithTheQuestionsWords) {
   ASSERT_TRUE(b) << b.error().what();
   EXPECT_EQ(b->timings_ms.count("lexical"), 0u);
   EXPECT_FALSE(overlaps_sentence(*b));
+}
+
+// query.chat in ask: the recalled tokens, the chat lead after the BOS and the chat query form the final
+// prompt (retrieval/prompt.h), and the budget leaves room for the lead.
+TEST(EngineEndToEnd, ChatQueryWrapsTheRecalledDocumentInAUserTurn) {
+  Config plain = stories_config();
+  Config chat = plain;
+  chat.query.chat = true;
+  auto engine = open(plain);
+  ASSERT_TRUE(engine);
+  const std::string dir = test::scratch_dir("chat") + "/store";
+  ASSERT_TRUE(engine->ingest_text(story(100), dir, {}));
+  const std::string question = "Who went to the park?";
+  auto a = engine->ask(dir, question, {});
+  ASSERT_TRUE(a) << a.error().what();
+  auto chatty = open(chat);
+  ASSERT_TRUE(chatty);
+  auto b = chatty->ask(dir, question, {});
+  ASSERT_TRUE(b) << b.error().what();
+  const std::shared_ptr<const model::Model> m = model::Model::load(plain.model.path);
+  const retrieval::QueryPrompt pq = retrieval::query_prompt(plain, *m, question);
+  const retrieval::QueryPrompt cq = retrieval::query_prompt(chat, *m, question);
+  ASSERT_FALSE(cq.lead.empty());
+  EXPECT_EQ(a->prompt_tokens, a->recalled + static_cast<int64_t>(pq.query.size()));
+  EXPECT_EQ(b->recalled, a->recalled);
+  EXPECT_EQ(b->prompt_tokens, b->recalled + static_cast<int64_t>(cq.lead.size() + cq.query.size()));
 }
 
 // Streaming into segments must give the keys a single pass over the whole text gives, whatever the

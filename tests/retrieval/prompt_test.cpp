@@ -1,0 +1,115 @@
+// The final prompt around the recalled tokens: the query ends it, query.chat's lead follows the BOS, and
+// original positions stay the document's (shifted past the lead).
+#include "retrieval/prompt.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <memory>
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include "model/chat_template.h"
+#include "support/paths.h"
+#include "support/tiny_model.h"
+
+namespace ilre::retrieval {
+namespace {
+
+constexpr model::TokenId kBos = 1;
+
+TEST(CompressedPrompt, RecalledThenQueryWithContiguousPositions) {
+  const QueryPrompt q{.lead = {}, .query = {90, 91}, .separator = {}};
+  const CompressedPrompt p = compressed_prompt({kBos, 10, 11, 20}, {0, 1, 2, 7}, 50, q, false, kBos);
+  EXPECT_EQ(p.tokens, (std::vector<model::TokenId>{kBos, 10, 11, 20, 90, 91}));
+  EXPECT_EQ(p.positions, (std::vector<int32_t>{0, 1, 2, 3, 4, 5}));
+}
+
+TEST(CompressedPrompt, LeadFollowsTheBosAndShiftsOriginalPositions) {
+  const QueryPrompt q{.lead = {80, 81}, .query = {90}, .separator = {}};
+  const CompressedPrompt c = compressed_prompt({kBos, 10, 20}, {0, 1, 7}, 50, q, false, kBos);
+  EXPECT_EQ(c.tokens, (std::vector<model::TokenId>{kBos, 80, 81, 10, 20, 90}));
+  EXPECT_EQ(c.positions, (std::vector<int32_t>{0, 1, 2, 3, 4, 5}));
+  const CompressedPrompt o = compressed_prompt({kBos, 10, 20}, {0, 1, 7}, 50, q, true, kBos);
+  EXPECT_EQ(o.tokens, c.tokens);
+  // BOS at 0, the lead at 1..2, document token p at p + 2, the query after the whole shifted document.
+  EXPECT_EQ(o.positions, (std::vector<int32_t>{0, 1, 2, 3, 9, 52}));
+}
+
+TEST(CompressedPrompt, WithoutABosTheLeadOpensThePrompt) {
+  const QueryPrompt q{.lead = {80}, .query = {90}, .separator = {}};
+  // A model without BOS, and a selection whose first token is not the document's first.
+  EXPECT_EQ(compressed_prompt({10, 20}, {0, 7}, 50, q, false, -1).tokens, (std::vector<model::TokenId>{80, 10, 20, 90}));
+  EXPECT_EQ(compressed_prompt({10, 20}, {3, 7}, 50, q, true, kBos).positions, (std::vector<int32_t>{0, 4, 8, 51}));
+}
+
+TEST(CompressedPrompt, SeparatorGoesBetweenSpansThatAreNotAdjacent) {
+  const QueryPrompt q{.lead = {}, .query = {90}, .separator = {70, 71}};
+  // Spans [0,2) and [7,8) and [9,11): two gaps.
+  const CompressedPrompt c = compressed_prompt({kBos, 10, 20, 30, 31}, {0, 1, 7, 9, 10}, 50, q, false, kBos);
+  EXPECT_EQ(c.tokens, (std::vector<model::TokenId>{kBos, 10, 70, 71, 20, 70, 71, 30, 31, 90}));
+  EXPECT_EQ(c.positions.back(), 9);
+  // Original positions: a separator follows the span before it, the query follows the document.
+  const CompressedPrompt o = compressed_prompt({kBos, 10, 20, 30, 31}, {0, 1, 7, 9, 10}, 50, q, true, kBos);
+  EXPECT_EQ(o.positions, (std::vector<int32_t>{0, 1, 2, 3, 7, 8, 9, 9, 10, 50}));
+  // One token short of room for both separators: none (a prompt never outgrows the context for them).
+  EXPECT_EQ(compressed_prompt({kBos, 10, 20, 30, 31}, {0, 1, 7, 9, 10}, 50, q, false, kBos, 9).tokens,
+            (std::vector<model::TokenId>{kBos, 10, 20, 30, 31, 90}));
+  EXPECT_EQ(compressed_prompt({kBos, 10, 20, 30, 31}, {0, 1, 7, 9, 10}, 50, q, false, kBos, 10).tokens.size(), 10u);
+}
+
+struct StoriesModel {
+  std::shared_ptr<const model::Model> model =
+      model::Model::load(test::write_tiny_model(test::scratch_dir("prompt"), test::TinyModelSpec{}));
+};
+
+TEST(QueryPrompt, PlainTemplateIsTheQueryAlone) {
+  StoriesModel s;
+  Config cfg;
+  cfg.query.template_text = "\nQ: {question}\nA:";
+  const QueryPrompt q = query_prompt(cfg, *s.model, "Who had a ball?");
+  EXPECT_TRUE(q.lead.empty());
+  EXPECT_TRUE(q.separator.empty());
+  EXPECT_EQ(q.query, s.model->vocab().tokenize("\nQ: Who had a ball?\nA:", {.add_special = false}));
+  cfg.query.span_separator = " ... ";
+  EXPECT_EQ(query_prompt(cfg, *s.model, "Who?").separator, s.model->vocab().tokenize(" ... ", {.add_special = false}));
+}
+
+// Lead + document + query spell exactly the user turn the chat template renders around the document.
+TEST(QueryPrompt, ChatWrapsDocumentAndQuestionInOneUserTurn) {
+  StoriesModel s;
+  Config cfg;
+  cfg.query.chat = true;
+  const QueryPrompt q = query_prompt(cfg, *s.model, "Who had a ball?");
+  const model::Vocab& v = s.model->vocab();
+  const std::string document = "Lily had a red ball.";
+  const std::string rendered = model::chat_template_for(s.model->file(), s.model->hparams())
+                                   .apply({{"user", document + "\n\nQuestion: Who had a ball?\nAnswer:"}});
+  ASSERT_FALSE(q.lead.empty());
+  EXPECT_EQ(v.detokenize(q.lead) + document + v.detokenize(q.query), rendered);
+}
+
+// On Gemma the lead is the one control token <start_of_turn> then "user\n", and the query ends where the
+// model's turn begins.
+TEST(QueryPrompt, GemmaChatUsesItsTurnTokens) {
+  const auto path = test::gemma_model();
+  if (!path) {
+    if (std::getenv("ILRE_REQUIRE_GEMMA")) FAIL() << "Gemma 3 270M is required but was not found";
+    GTEST_SKIP() << "Gemma 3 270M not fetched (scripts/fetch-model.sh)";
+  }
+  const std::shared_ptr<const model::Model> m = model::Model::load(*path);
+  const model::Vocab& v = m->vocab();
+  Config cfg;
+  cfg.query.chat = true;
+  const QueryPrompt q = query_prompt(cfg, *m, "What is x?");
+  const std::vector<model::TokenId> turn = v.tokenize("<start_of_turn>", {.add_special = false, .parse_special = true});
+  ASSERT_EQ(turn.size(), 1u) << "<start_of_turn> is one control token";
+  EXPECT_EQ(q.lead.front(), turn.front());
+  EXPECT_EQ(q.lead, v.tokenize("<start_of_turn>user\n", {.add_special = false, .parse_special = true}));
+  EXPECT_EQ(q.query, v.tokenize("\n\nQuestion: What is x?\nAnswer:<end_of_turn>\n<start_of_turn>model\n",
+                                {.add_special = false, .parse_special = true}));
+}
+
+}  // namespace
+}  // namespace ilre::retrieval
