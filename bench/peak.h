@@ -46,6 +46,14 @@ inline double best_seconds(const std::function<void()>& fn, double min_time) {
   return best;
 }
 
+// fn(0..n_threads-1), one per thread, the calling thread taking 0.
+inline void on_threads(int n_threads, const std::function<void(int)>& fn) {
+  std::vector<std::thread> workers;
+  for (int i = 1; i < n_threads; ++i) workers.emplace_back(fn, i);
+  fn(0);
+  for (auto& t : workers) t.join();
+}
+
 inline double gemm_gflops(int64_t n_tok, int64_t n_in, int64_t n_out, double seconds) {
   return 2.0 * static_cast<double>(n_tok) * static_cast<double>(n_in) * static_cast<double>(n_out) / seconds * 1e-9;
 }
@@ -62,14 +70,7 @@ inline double eigen_gflops(int64_t n_tok, int64_t n_in, int64_t n_out, int n_thr
     const int64_t begin = n_out * i / n_threads, end = n_out * (i + 1) / n_threads;
     y.middleCols(begin, end - begin).noalias() = x * w.middleRows(begin, end - begin).transpose();
   };
-  const double s = best_seconds(
-      [&] {
-        std::vector<std::thread> workers;
-        for (int i = 1; i < n_threads; ++i) workers.emplace_back(part, i);
-        part(0);
-        for (auto& t : workers) t.join();
-      },
-      min_time);
+  const double s = best_seconds([&] { on_threads(n_threads, part); }, min_time);
   return gemm_gflops(n_tok, n_in, n_out, s);
 }
 
@@ -138,14 +139,7 @@ inline double int8_peak(int n_threads, double min_time) {
   const int64_t iters = 1 << 22;
   std::vector<int64_t> sink(static_cast<size_t>(n_threads));
   auto one = [&](int i) { sink[static_cast<size_t>(i)] = vnni ? int8_loop_vnni512(iters) : int8_loop_avx2(iters); };
-  const double s = best_seconds(
-      [&] {
-        std::vector<std::thread> workers;
-        for (int i = 1; i < n_threads; ++i) workers.emplace_back(one, i);
-        one(0);
-        for (auto& t : workers) t.join();
-      },
-      min_time);
+  const double s = best_seconds([&] { on_threads(n_threads, one); }, min_time);
   const double ops = (vnni ? kInt8OpsVnni512 : kInt8OpsAvx2) * static_cast<double>(iters) * n_threads;
   volatile int64_t keep = sink[0];  // the loops' results are used
   (void)keep;

@@ -53,34 +53,27 @@ def run_with_rss(cmd):
     return out, peak / 1024.0, time.time() - t0
 
 
-def parse_prefill(text):
-    r = {"sgemm": {}, "int8": {}, "pp": {}, "decode": {}}
-    m = re.search(r"Eigen sgemm peak GFLOP/s:(.*)", text)
-    for thr, v in re.findall(r"(\d+) thr ([\d.]+)", m.group(1)):
-        r["sgemm"][int(thr)] = float(v)
-    m = re.search(r"int8 dot-product peak GOP/s:(.*)", text)
-    for thr, v in re.findall(r"(\d+) thr ([\d.]+)", m.group(1)):
-        r["int8"][int(thr)] = float(v)
-    r["layer_gop"] = float(re.search(r"layer weight ops per token and layer: ([\d.]+) GOP", text).group(1))
-    r["kernels"] = re.search(r"kernels: (.*)", text).group(1)
-    r["n_layer"] = int(re.search(r"model: .* \((\d+) layers\)", text).group(1))
-    pp = text.split("prompt processing")[1].split("decode,")[0]
+def parse_rates(text):
+    """The prompt-processing rows (tokens, threads, tok/s) and the decode rows (threads, tok/s) that
+    bench_prefill and scripts/bench_llamacpp_prefill.py print alike."""
+    r = {"pp": {}, "decode": {}}
+    head, _, dec = text.partition("decode,")
+    pp = head.split("prompt processing")[1] if "prompt processing" in head else head
     for n, thr, v in re.findall(r"^\s*(\d+)\s+(\d+)\s+([\d.]+)\s*$", pp, re.M):
         r["pp"][(int(n), int(thr))] = float(v)
-    if "decode," in text:
-        for thr, v in re.findall(r"^\s*(\d+)\s+([\d.]+)\s*$", text.split("decode,")[1], re.M):
-            r["decode"][int(thr)] = float(v)
+    for thr, v in re.findall(r"^\s*(\d+)\s+([\d.]+)\s*$", dec, re.M):
+        r["decode"][int(thr)] = float(v)
     return r
 
 
-def parse_llamacpp(text):
-    r = {"pp": {}, "decode": {}, "version": text.split(":")[0]}
-    pp = text.split("decode,")[0]
-    for n, thr, v in re.findall(r"^\s*(\d+)\s+(\d+)\s+([\d.]+)\s*$", pp, re.M):
-        r["pp"][(int(n), int(thr))] = float(v)
-    if "decode," in text:
-        for thr, v in re.findall(r"^\s*(\d+)\s+([\d.]+)\s*$", text.split("decode,")[1], re.M):
-            r["decode"][int(thr)] = float(v)
+def parse_prefill(text):
+    r = parse_rates(text)
+    for key, label in (("sgemm", "Eigen sgemm peak GFLOP/s:"), ("int8", "int8 dot-product peak GOP/s:")):
+        line = re.search(re.escape(label) + "(.*)", text).group(1)
+        r[key] = {int(t): float(v) for t, v in re.findall(r"(\d+) thr ([\d.]+)", line)}
+    r["layer_gop"] = float(re.search(r"layer weight ops per token and layer: ([\d.]+) GOP", text).group(1))
+    r["kernels"] = re.search(r"kernels: (.*)", text).group(1)
+    r["n_layer"] = int(re.search(r"model: .* \((\d+) layers\)", text).group(1))
     return r
 
 
@@ -116,7 +109,7 @@ def main():
     ilre_pf = parse_prefill(run(pf_cmd, os.path.join(args.work, "bench_prefill.txt")))
     llama = None
     if has_llama_cpp(args.python):
-        llama = parse_llamacpp(run([args.python, os.path.join(ROOT, "scripts", "bench_llamacpp_prefill.py"), args.model,
+        llama = parse_rates(run([args.python, os.path.join(ROOT, "scripts", "bench_llamacpp_prefill.py"), args.model,
                                     "--threads", *map(str, thr), "--decode", "64"],
                                    os.path.join(args.work, "llamacpp.txt")))
     else:
