@@ -10,15 +10,16 @@
 #include <mutex>
 #include <sstream>
 
+#include "api/engine_impl.h"
 #include "api/text_stream.h"
 #include "engine/executor.h"
 #include "engine/memory_budget.h"
 #include "engine/metrics.h"
 #include "engine/pipeline.h"
-#include "model/chat_template.h"
+#include "model/tokenizer/chat_template.h"
 #include "model/model.h"
 #include "model/session.h"
-#include "model/model_path.h"
+#include "model/gguf/model_path.h"
 #include "retrieval/configure.h"
 #include "retrieval/prompt.h"
 #include "retrieval/lexical.h"
@@ -38,10 +39,6 @@ namespace fs = std::filesystem;
 
 namespace ilre {
 
-struct CancelHandle::State {
-  engine::CancelSource source;
-};
-
 CancelHandle::CancelHandle() : state_(std::make_shared<State>()) {}
 void CancelHandle::cancel(std::string reason) const { state_->source.cancel(Error{errc::cancelled, std::move(reason)}); }
 bool CancelHandle::cancelled() const { return state_->source.cancelled(); }
@@ -59,23 +56,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
-
-// The settings an ingest used: stored with the keys and read back by ask, because the streaming state is
-// only meaningful with the sink/window/chunk/numerics that made it.
-nlohmann::json ingest_settings(const Config& cfg, const stages::PrefillSettings& s) {
-  return {{"sink", s.sink},
-          {"window", s.window},
-          {"chunk", s.chunk},
-          {"numerics", cfg.decode.numerics},
-          {"keys", "pre-rope"},
-          {"config_yaml", to_yaml(cfg)}};
-}
-
-// Names were checked by Config::validate().
-model::Numerics numerics_of(const std::string& name) {
-  return model::numerics_from_name(name).value_or(model::Numerics::llama_cpp);
-}
-model::KvType kv_type_of(const std::string& name) { return model::kv_type_from_name(name).value_or(model::KvType::f16); }
 
 // configs/models/<model file stem>.yaml written by `ilre calibrate`: {layer: N, ...}.
 std::optional<int32_t> calibrated_layer(const std::string& model_path) {
@@ -146,6 +126,15 @@ Result<stages::DocumentState> read_document_state(const storage::StoreReader& re
 // An append running in another thread or process replaces the state file after switching the manifest,
 // so the state of an older manifest can vanish between the two reads; then the newer manifest is read.
 // Segments are immutable once listed, so the keys of the snapshot stay readable.
+// A shard holds part of a document: asking it would answer from that part alone.
+Result<void> check_whole_document(const storage::StoreReader& reader) {
+  const int64_t first = reader.meta().first_pos;
+  if (first == 0) return {};
+  return make_error(errc::invalid_argument, "store " + reader.dir().string() + " is one shard (tokens [" +
+                                                std::to_string(first) + ", " + std::to_string(first + reader.n_tokens()) +
+                                                ")) of a sharded ingest: merge the shards first (ilre merge)");
+}
+
 Result<std::pair<storage::StoreReader, std::vector<uint8_t>>> open_snapshot(const std::string& store_dir) {
   constexpr int kAttempts = 8;
   for (int attempt = 1;; ++attempt) {
@@ -154,6 +143,7 @@ Result<std::pair<storage::StoreReader, std::vector<uint8_t>>> open_snapshot(cons
       if (reader.error().code == errc::io_failed && attempt < kAttempts && fs::exists(fs::path(store_dir) / "manifest.json")) continue;
       return tl::unexpected(reader.error());
     }
+    if (auto whole = check_whole_document(*reader); !whole) return tl::unexpected(whole.error());
     if (!reader->has_state()) return std::pair{std::move(*reader), std::vector<uint8_t>{}};
     auto state = reader->state();
     if (state) return std::pair{std::move(*reader), std::move(*state)};
@@ -211,91 +201,6 @@ Result<void> check_sampling(const SamplingOverrides& o) {
 
 }  // namespace
 
-struct Engine::Impl {
-  Config cfg;
-  std::shared_ptr<const model::Model> model;
-  std::unique_ptr<model::ComputePool> pool;
-  std::unique_ptr<engine::ThreadPoolExecutor> executor;
-  engine::MetricsRegistry registry;
-  std::unique_ptr<engine::MemoryBudget> budget;
-  int32_t layer = -1;
-  std::atomic<uint64_t> runs{0};
-  mutable std::mutex finished_mutex;
-  std::map<std::string, StageStats> finished;  // per stage, over finished runs
-
-  void add_finished(const engine::MetricsSnapshot& m) {
-    std::lock_guard<std::mutex> lock(finished_mutex);
-    for (const auto& st : m.stages) {
-      StageStats& t = finished[st.stage];
-      t.stage = st.stage;
-      t.busy_seconds += static_cast<double>(st.busy_ns) / 1e9;
-      t.items_out += st.items_out;
-    }
-  }
-
-  std::string run_name(const char* kind) { return std::string(kind) + "-" + std::to_string(runs.fetch_add(1)); }
-
-  engine::PipelineOptions pipeline_options(const CancelHandle& cancel) {
-    engine::PipelineOptions o;
-    o.mailbox_capacity = static_cast<size_t>(cfg.pipeline.queue_capacity);
-    o.budget = budget.get();
-    o.registry = &registry;
-    o.parent = cancel.state()->source.token();
-    return o;
-  }
-
-  stages::PrefillSettings prefill_settings(int32_t at_layer) const {
-    stages::PrefillSettings s{.layer = at_layer,
-                              .sink = cfg.prefill.sink,
-                              .window = cfg.prefill.window,
-                              .chunk = cfg.prefill.chunk,
-                              .numerics = numerics_of(cfg.decode.numerics)};
-    return s.clamped(model->hparams());
-  }
-
-  // recall.budget, capped where the compressed prompt and the answer would not fit the trained context (a
-  // 1024-token default on a 512-token model); a per-request budget is not capped and errors instead.
-  int64_t budget_for(int64_t n_query, int32_t max_tokens) const {
-    const int64_t ctx = model->hparams().n_ctx_train;
-    if (cfg.recall.budget > 0) {
-      const int64_t room = std::max<int64_t>(16, ctx - n_query - max_tokens);
-      if (cfg.recall.budget > room) {
-        spdlog::info("recall.budget {} capped at {}: the prompt and {} answer tokens must fit the context of {}",
-                     cfg.recall.budget, room, max_tokens, ctx);
-      }
-      return std::min(cfg.recall.budget, room);
-    }
-    return std::max<int64_t>(16, static_cast<int64_t>(0.75 * static_cast<double>(ctx)) - n_query - max_tokens);
-  }
-
-  // What a new store records: the model, l_R, the key shape and the settings its state depends on.
-  storage::StoreMeta store_meta() const {
-    const auto& hp = model->hparams();
-    storage::StoreMeta meta;
-    meta.model_fingerprint = model->fingerprint();
-    meta.model_name = model->name();
-    meta.retrieval_layer = layer;
-    meta.n_kv_heads = static_cast<int32_t>(hp.n_head_kv);
-    meta.head_dim = static_cast<int32_t>(hp.head_dim_k);
-    meta.dtype = *storage::key_dtype_from_name(cfg.store.key_dtype);
-    meta.config = ingest_settings(cfg, prefill_settings(layer));
-    return meta;
-  }
-
-  // An empty store (a document stream before its first append).
-  Result<void> create_store(const std::string& store_dir) const {
-    storage::WriteOptions wo;
-    wo.zstd_level = cfg.store.compression_level;
-    auto w = storage::StoreWriter::create(store_dir, store_meta(), wo);
-    if (!w) return tl::unexpected(w.error());
-    return {};
-  }
-
-  Result<IngestReport> ingest(std::unique_ptr<stages::ByteSource> source, int64_t total_bytes,
-                              const std::string& store_dir, IngestOptions& options);
-  Result<Answer> ask(const std::string& store_dir, const std::string& question, AskOptions& options);
-  Result<Completion> complete(const std::vector<int32_t>& prompt, GenerateOptions& options);
-};
 
 Engine::Engine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Engine::~Engine() = default;
@@ -393,6 +298,7 @@ Result<Completion> Engine::complete(const std::vector<int32_t>& prompt, Generate
 }
 
 Result<IngestReport> Engine::ingest_file(const std::string& path, const std::string& store_dir, IngestOptions options) {
+  if (options.shards > 1 || options.shard_count > 0) return impl_->ingest_sharded(path, store_dir, options);
   auto source = stages::open_file_source(path);
   if (!source) return tl::unexpected(source.error());
   int64_t total = -1;
@@ -417,6 +323,7 @@ Result<IngestReport> Engine::ingest(std::istream& document, const std::string& s
 Result<Store> Engine::open_store(const std::string& store_dir) const {
   auto reader = storage::StoreReader::open(store_dir);
   if (!reader) return tl::unexpected(reader.error());
+  if (auto whole = check_whole_document(*reader); !whole) return tl::unexpected(whole.error());
   const storage::StoreMeta& meta = reader->meta();
   if (auto r = reader->check_model(impl_->model->fingerprint(), meta.retrieval_layer); !r) return tl::unexpected(r.error());
   Store s;
@@ -515,7 +422,7 @@ Result<std::unique_ptr<DocumentStream>> Engine::open_stream(const std::string& s
 }
 
 Result<IngestReport> Engine::Impl::ingest(std::unique_ptr<stages::ByteSource> source, int64_t total_bytes,
-                                          const std::string& store_dir, IngestOptions& options) {
+                                          const std::string& store_dir, IngestOptions& options, const ShardRun* shard) {
   const auto t0 = Clock::now();
   storage::WriteOptions wo;
   wo.zstd_level = cfg.store.compression_level;
@@ -527,6 +434,7 @@ Result<IngestReport> Engine::Impl::ingest(std::unique_ptr<stages::ByteSource> so
   if (options.append) {
     auto reader = storage::StoreReader::open(store_dir);
     if (!reader) return tl::unexpected(reader.error());
+    if (auto whole = check_whole_document(*reader); !whole) return tl::unexpected(whole.error());
     at_layer = reader->meta().retrieval_layer;
     if (cfg.prefill.layer >= 0 && cfg.prefill.layer != at_layer) {
       return make_error(errc::model_mismatch, "store '" + store_dir + "' was made at layer " + std::to_string(at_layer) +
@@ -550,29 +458,32 @@ Result<IngestReport> Engine::Impl::ingest(std::unique_ptr<stages::ByteSource> so
       tail = std::move(doc->tail);
     }
   } else {
-    auto w = storage::StoreWriter::create(store_dir, store_meta(), wo);
+    storage::StoreMeta meta = store_meta();
+    if (shard) meta.first_pos = shard->range.begin;
+    auto w = storage::StoreWriter::create(store_dir, std::move(meta), wo);
     if (!w) return tl::unexpected(w.error());
     writer.emplace(std::move(*w));
     created = true;
   }
   if (options.atomic) writer->begin_transaction();
-  const int64_t start_tokens = writer->n_tokens();
+  const int64_t start_tokens = shard ? 0 : writer->end_pos();  // a shard's tokenizer starts at the document's start
   const stages::PrefillSettings settings = prefill_settings(at_layer);
-  // Segments end on chunk boundaries, where the prefill can hand over a resumable state.
-  const int64_t segment = std::max<int64_t>(1, cfg.store.segment_tokens / settings.chunk) * settings.chunk;
+  const int64_t segment = segment_tokens(settings);
 
+  model::ComputePool& compute = shard && shard->pool ? *shard->pool : *pool;
   engine::Pipeline p(run_name("ingest"), pipeline_options(options.cancel));
   auto read = p.emplace<stages::ReadStage>(std::move(source), cfg.pipeline.read_chunk_bytes);
   const bool resumes_open_stream = tail.has_value();
   const bool starts_document = start_tokens == 0 && !resumes_open_stream;
   auto tok = p.emplace<stages::TokenizeStage>(model->vocab_ptr(), settings.chunk, start_tokens, starts_document,
                                               std::move(tail), options.keep_open);
-  auto pre = p.emplace<stages::PrefillStage>(*model, *pool, settings, segment, std::move(state));
+  auto pre = shard ? p.emplace<stages::PrefillStage>(*model, compute, settings, segment, shard->range)
+                   : p.emplace<stages::PrefillStage>(*model, compute, settings, segment, std::move(state));
   auto spill = p.emplace<stages::SpillStage>(*writer, 2 * segment);
   p.connect(read, tok);
   p.connect(tok, pre);
   p.connect(pre, spill);
-  engine::RunHandle run = std::move(p).run(*executor);
+  engine::RunHandle run = std::move(p).run(shard && shard->executor ? *shard->executor : *executor);
   auto progress = [&](const engine::MetricsSnapshot& m) {
     if (!options.on_progress) return;
     Progress pr;
@@ -595,7 +506,7 @@ Result<IngestReport> Engine::Impl::ingest(std::unique_ptr<stages::ByteSource> so
   const stages::SpillTotals& totals = spill.stage().totals();
   rep.tokens_added = totals.tokens;
   rep.segments_added = totals.segments;
-  rep.total_tokens = writer->n_tokens();
+  rep.total_tokens = writer->end_pos();
   rep.raw_key_bytes = totals.raw_key_bytes;
   rep.stored_key_bytes = totals.stored_key_bytes;
   rep.key_compression_ratio = totals.stored_key_bytes ? double(totals.raw_key_bytes) / double(totals.stored_key_bytes) : 0.0;
@@ -611,6 +522,9 @@ Result<IngestReport> Engine::Impl::ingest(std::unique_ptr<stages::ByteSource> so
                           {"replaced_utf8_bytes", rep.replaced_bytes},
                           {"forced_tokenizer_cuts", tok.stage().forced_cuts()},
                           {"nonfinite_keys", totals.nonfinite_keys}};
+  if (shard) {
+    notes["shard"] = {{"index", shard->index}, {"count", shard->count}, {"document_tokens", shard->document_tokens}};
+  }
   if (auto r = writer->set_notes(notes); !r) spdlog::warn("could not record notes: {}", r.error().what());
   if (!result) {
     if (options.atomic) {

@@ -24,10 +24,10 @@
 #include <thread>
 #include <vector>
 
-#include "model/compute_pool.h"
-#include "model/gguf.h"
-#include "model/matmul.h"
-#include "model/quant.h"
+#include "model/kernels/compute_pool.h"
+#include "model/gguf/gguf.h"
+#include "model/kernels/matmul.h"
+#include "model/kernels/quant.h"
 #include "peak.h"
 #include "args.h"
 

@@ -19,9 +19,9 @@
 #include <string>
 #include <vector>
 
-#include "model/compute_pool.h"
+#include "model/kernels/compute_pool.h"
 #include "model/model.h"
-#include "model/model_path.h"
+#include "model/gguf/model_path.h"
 #include "model/session.h"
 #include "peak.h"
 #include "args.h"

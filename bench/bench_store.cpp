@@ -27,7 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "model/quant.h"
+#include "model/kernels/quant.h"
 #include "storage/checksum.h"
 #include "storage/segment_codec.h"
 #include "storage/store_reader.h"

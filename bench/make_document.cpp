@@ -11,7 +11,7 @@
 
 #include "eval/haystack.h"
 #include "model/model.h"
-#include "model/model_path.h"
+#include "model/gguf/model_path.h"
 
 int main(int argc, char** argv) {
   std::string model_arg, out;

@@ -14,7 +14,7 @@
 #include "eval/haystack.h"
 #include "eval/layer_probe.h"
 #include "model/model.h"
-#include "model/model_path.h"
+#include "model/gguf/model_path.h"
 #include "model/transformer.h"
 #include "retrieval/pooling.h"
 #include "retrieval/scoring.h"

@@ -18,8 +18,8 @@
 #include <immintrin.h>
 #endif
 
-#include "model/ggml_cpu.h"
-#include "model/quant_kernels.h"
+#include "model/kernels/ggml_cpu.h"
+#include "model/kernels/quant_kernels.h"
 
 namespace ilre::bench {
 

@@ -17,6 +17,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -39,18 +40,23 @@ def run(cmd, out_path=None, **kw):
 
 
 def run_with_rss(cmd):
-    """Runs cmd, polling its RSS; returns (stdout, peak RSS in MB, wall seconds)."""
+    """Runs cmd, polling its RSS; returns (stdout, peak RSS in MB, wall seconds). The output goes through
+    files, not pipes: a pipe nobody reads while polling fills up (an answer's JSON at budget 24K is more than
+    the 64 KB a pipe holds) and the child blocks on it for ever."""
     machine.log("$ " + " ".join(cmd))
     t0 = time.time()
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    peak = 0
-    while p.poll() is None:
-        peak = max(peak, machine.rss_kb(p.pid) or 0)
-        time.sleep(0.2)
-    out, err = p.communicate()
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        p = subprocess.Popen(cmd, stdout=out, stderr=err, text=True)
+        peak = 0
+        while p.poll() is None:
+            peak = max(peak, machine.rss_kb(p.pid) or 0)
+            time.sleep(0.2)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
     if p.returncode != 0:
-        raise SystemExit(f"{cmd[0]} failed ({p.returncode}):\n{err[-2000:]}")
-    return out, peak / 1024.0, time.time() - t0
+        raise SystemExit(f"{cmd[0]} failed ({p.returncode}):\n{stderr[-2000:]}")
+    return stdout, peak / 1024.0, time.time() - t0
 
 
 def parse_rates(text):

@@ -15,9 +15,9 @@
 #include "eval/report.h"
 #include "eval/run.h"
 #include "eval/suite_config.h"
-#include "model/compute_pool.h"
+#include "model/kernels/compute_pool.h"
 #include "model/model.h"
-#include "model/model_path.h"
+#include "model/gguf/model_path.h"
 #include "options.h"
 
 namespace fs = std::filesystem;

@@ -11,6 +11,7 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <thread>
+#include <tuple>
 
 #include "api/json.h"
 #include "commands.h"
@@ -70,12 +71,26 @@ struct IngestArgs {
   bool append = false;
   bool keep_open = false;
   bool close = false;
+  int shards = 1;
+  std::string shard{};  // "i/K"
 };
+
+// "--shard i/K": shard i (0-based) of K.
+std::pair<int, int> parse_shard(const std::string& spec) {
+  int i = -1, k = 0;
+  char slash = 0, extra = 0;
+  if (std::sscanf(spec.c_str(), "%d %c %d %c", &i, &slash, &k, &extra) != 3 || slash != '/' || k < 1 || i < 0 || i >= k) {
+    throw CLI::ValidationError("--shard", "expected i/K with 0 <= i < K (e.g. 0/4), not '" + spec + "'");
+  }
+  return {i, k};
+}
 
 IngestReport run_ingest(Engine& engine, const IngestArgs& args) {
   IngestOptions opt;
   opt.append = args.append;
   opt.keep_open = args.keep_open;
+  opt.shards = args.shards;
+  if (!args.shard.empty()) std::tie(opt.shard_index, opt.shard_count) = parse_shard(args.shard);
   ProgressBar bar;
   opt.on_progress = [&](const Progress& p) { bar.update(p); };
   InterruptGuard guard(opt.cancel);
@@ -104,6 +119,13 @@ void register_ingest(CLI::App& app) {
                 "anywhere give exactly the tokens of the whole text (finish with a last --append without it, or --close)");
   auto* close_opt = cmd->add_flag("--close", in->close, "finish an open document (no --doc)");
   close_opt->excludes(doc_opt);
+  auto* shards_opt = cmd->add_option("--shards", in->shards,
+                                     "ingest with K pipelines at once, each on threads/K cores, and merge: the same "
+                                     "store as one pipeline makes, bit for bit")
+                         ->check(CLI::Range(1, 64));
+  cmd->add_option("--shard", in->shard,
+                  "ingest only shard i of K (i/K, 0-based) into --store, e.g. one per machine; join them with `ilre merge`")
+      ->excludes(shards_opt);
   cmd->callback([=] {
     if (!in->close && in->doc.empty()) throw CLI::RequiredError("--doc");
     const Config cfg = resolve_config(*a);
@@ -115,6 +137,27 @@ void register_ingest(CLI::App& app) {
       std::fprintf(stderr, "ingested %lld tokens (%lld in store) at layer %d: %.0f tok/s, keys %.2fx smaller on disk, peak RSS %.0f MB\n",
                    static_cast<long long>(r.tokens_added), static_cast<long long>(r.total_tokens), r.layer,
                    r.tokens_per_second, r.key_compression_ratio, r.peak_rss_mb);
+    }
+  });
+}
+
+void register_merge(CLI::App& app) {
+  auto* cmd = app.add_subcommand("merge", "Join the shard stores of `ilre ingest --shard i/K` (i = 0..K-1, in order) into one store");
+  auto a = std::make_shared<CommonArgs>();
+  auto store = std::make_shared<std::string>();
+  auto shards = std::make_shared<std::vector<std::string>>();
+  add_common(cmd, *a);
+  cmd->add_option("--store", *store, "store directory to create")->required();
+  cmd->add_option("shards", *shards, "shard stores 0..K-1, in order")->required();
+  cmd->callback([=] {
+    auto engine = open_engine(resolve_config(*a));
+    auto r = engine->merge_shards(*shards, *store);
+    if (!r) throw Exception(r.error());
+    if (a->json) {
+      std::cout << api::dump(api::to_json(*r), 2) << "\n";
+    } else {
+      std::fprintf(stderr, "merged %zu shards: %lld tokens in %lld segments at layer %d\n", shards->size(),
+                   static_cast<long long>(r->total_tokens), static_cast<long long>(r->segments_added), r->layer);
     }
   });
 }
@@ -177,6 +220,7 @@ void register_ask(CLI::App& app) {
 
 void register_ilre_commands(CLI::App& app) {
   register_ingest(app);
+  register_merge(app);
   register_ask(app);
 }
 

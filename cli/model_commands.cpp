@@ -10,11 +10,11 @@
 
 #include "commands.h"
 #include "ilre/error.h"
-#include "model/chat_template.h"
-#include "model/ggml_cpu.h"
+#include "model/tokenizer/chat_template.h"
+#include "model/kernels/ggml_cpu.h"
 #include "model/model.h"
-#include "model/model_path.h"
-#include "model/quant_kernels.h"
+#include "model/gguf/model_path.h"
+#include "model/kernels/quant_kernels.h"
 #include "model/session.h"
 
 namespace ilre::cli {
@@ -103,7 +103,7 @@ void register_info(CLI::App& app) {
     j["bos"] = m->vocab().bos();
     j["eos"] = m->vocab().eos();
     j["add_bos"] = m->vocab().add_bos();
-    // Chosen at start-up for this CPU (model/quant_kernels.h, model/ggml_cpu.h).
+    // Chosen at start-up for this CPU (model/kernels/quant_kernels.h, model/kernels/ggml_cpu.h).
     const model::GgmlCpu& ggml = model::ggml_cpu();
     j["kernels"] = {{"quantised", model::kernels::kernel_isa_name(model::kernels::kernel_isa())},
                     {"llama_cpp_float_lanes", ggml.float_lanes},

@@ -3,7 +3,7 @@
 #include <chrono>
 #include <numeric>
 
-#include "model/quant.h"
+#include "model/kernels/quant.h"
 
 namespace ilre::eval {
 namespace {

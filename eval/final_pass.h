@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "ilre/config.h"
-#include "model/compute_pool.h"
+#include "model/kernels/compute_pool.h"
 #include "model/model.h"
 #include "model/session.h"
 #include "model/transformer.h"

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "model/vocab.h"
+#include "model/tokenizer/vocab.h"
 
 namespace ilre::eval {
 

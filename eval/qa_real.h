@@ -20,7 +20,7 @@
 
 #include "eval/metrics.h"
 #include "ilre/config.h"
-#include "model/compute_pool.h"
+#include "model/kernels/compute_pool.h"
 #include "model/model.h"
 
 namespace ilre::eval {

@@ -13,7 +13,7 @@
 #include "eval/methods.h"
 #include "ilre/engine.h"
 #include "ilre/error.h"
-#include "model/model_path.h"
+#include "model/gguf/model_path.h"
 #include "retrieval/configure.h"
 #include "retrieval/prompt.h"
 #include "stages/recall.h"

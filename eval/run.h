@@ -15,7 +15,7 @@
 #include "eval/suite.h"
 #include "eval/suite_config.h"
 #include "ilre/config.h"
-#include "model/compute_pool.h"
+#include "model/kernels/compute_pool.h"
 #include "model/model.h"
 
 namespace ilre::eval {

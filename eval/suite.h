@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "eval/haystack.h"
-#include "model/vocab.h"
+#include "model/tokenizer/vocab.h"
 
 namespace ilre::eval {
 

@@ -1,4 +1,4 @@
-#include "attention.h"
+#include "model/attention.h"
 
 #include <Eigen/Dense>
 
@@ -7,10 +7,10 @@
 #include <limits>
 #include <vector>
 
-#include "ggml_cpu.h"
-#include "ops.h"
-#include "quant.h"
-#include "quant_kernels.h"
+#include "model/kernels/ggml_cpu.h"
+#include "model/kernels/ops.h"
+#include "model/kernels/quant.h"
+#include "model/kernels/quant_kernels.h"
 
 namespace ilre::model {
 namespace {

@@ -4,8 +4,8 @@
 #include <cstdint>
 #include <span>
 
-#include "compute_pool.h"
-#include "kv_cache.h"
+#include "model/kernels/compute_pool.h"
+#include "model/kv_cache.h"
 
 namespace ilre::model {
 

@@ -1,9 +1,9 @@
-#include "hparams.h"
+#include "model/hparams.h"
 
 #include <cmath>
 #include <sstream>
 
-#include "gguf.h"
+#include "model/gguf/gguf.h"
 #include "ilre/error.h"
 
 namespace ilre::model {

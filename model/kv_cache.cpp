@@ -1,11 +1,11 @@
-#include "kv_cache.h"
+#include "model/kv_cache.h"
 
 #include <algorithm>
 
 #include <cstring>
 
 #include "ilre/error.h"
-#include "quant.h"
+#include "model/kernels/quant.h"
 
 namespace ilre::model {
 

@@ -14,7 +14,7 @@
 #include <string_view>
 #include <vector>
 
-#include "hparams.h"
+#include "model/hparams.h"
 
 namespace ilre::model {
 

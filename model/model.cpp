@@ -1,4 +1,4 @@
-#include "model.h"
+#include "model/model.h"
 
 #include <spdlog/spdlog.h>
 
@@ -6,7 +6,7 @@
 #include <filesystem>
 
 #include "ilre/error.h"
-#include "quant.h"
+#include "model/kernels/quant.h"
 
 namespace ilre::model {
 namespace {

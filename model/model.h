@@ -5,10 +5,10 @@
 #include <string>
 #include <vector>
 
-#include "gguf.h"
-#include "hparams.h"
-#include "matmul.h"
-#include "vocab.h"
+#include "model/gguf/gguf.h"
+#include "model/hparams.h"
+#include "model/kernels/matmul.h"
+#include "model/tokenizer/vocab.h"
 
 namespace ilre::model {
 

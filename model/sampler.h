@@ -6,7 +6,7 @@
 #include <span>
 #include <vector>
 
-#include "vocab.h"
+#include "model/tokenizer/vocab.h"
 
 namespace ilre::model {
 

@@ -8,11 +8,11 @@
 #include <span>
 #include <vector>
 
-#include "compute_pool.h"
-#include "kv_cache.h"
-#include "model.h"
-#include "sampler.h"
-#include "transformer.h"
+#include "model/kernels/compute_pool.h"
+#include "model/kv_cache.h"
+#include "model/model.h"
+#include "model/sampler.h"
+#include "model/transformer.h"
 
 namespace ilre::model {
 

@@ -1,12 +1,12 @@
-#include "transformer.h"
+#include "model/transformer.h"
 
 #include <cmath>
 #include <functional>
 
-#include "attention.h"
+#include "model/attention.h"
 #include "ilre/error.h"
-#include "matmul.h"
-#include "matmul_exact.h"
+#include "model/kernels/matmul.h"
+#include "model/kernels/matmul_exact.h"
 
 namespace ilre::model {
 namespace {

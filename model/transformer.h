@@ -11,10 +11,10 @@
 #include <string_view>
 #include <vector>
 
-#include "compute_pool.h"
-#include "kv_cache.h"
-#include "model.h"
-#include "ops.h"
+#include "model/kernels/compute_pool.h"
+#include "model/kv_cache.h"
+#include "model/model.h"
+#include "model/kernels/ops.h"
 
 namespace ilre::model {
 

@@ -2,7 +2,7 @@
 
 
 #include "ilre/error.h"
-#include "model/chat_template.h"
+#include "model/tokenizer/chat_template.h"
 
 namespace ilre::retrieval {
 namespace {

@@ -18,7 +18,7 @@
 #include <vector>
 
 #include "ilre/error.h"
-#include "model/vocab.h"
+#include "model/tokenizer/vocab.h"
 
 namespace ilre::stages {
 

@@ -11,7 +11,7 @@
 #include <utility>
 #include <vector>
 
-#include "model/vocab.h"
+#include "model/tokenizer/vocab.h"
 #include "stages/document_state.h"
 
 namespace ilre::stages {

@@ -79,15 +79,35 @@ void StreamingPrefill::forward_chunk(std::span<const model::TokenId> tokens, int
   forward_.run_layers(hidden_.data(), pos, cache, 0, settings_.layer);
 }
 
-void StreamingPrefill::run(std::span<const model::TokenId> tokens, std::vector<float>& keys) {
+void StreamingPrefill::run(std::span<const model::TokenId> tokens, std::vector<float>& keys) { stream(tokens, &keys); }
+
+void StreamingPrefill::advance(std::span<const model::TokenId> tokens) { stream(tokens, nullptr); }
+
+void StreamingPrefill::jump_to(int64_t pos) {
+  if (pos <= next_pos_ || pos % settings_.chunk != 0) {
+    throw Exception(errc::invalid_argument, "streaming prefill cannot jump from " + std::to_string(next_pos_) +
+                                                " to " + std::to_string(pos) + " (forward, to a chunk boundary)");
+  }
+  cache_.evict_middle(settings_.sink, 0);
+  next_pos_ = pos;
+}
+
+int64_t StreamingPrefill::receptive_field() const {
+  const int64_t chunks_per_window = (settings_.window + settings_.chunk - 1) / settings_.chunk;
+  return settings_.layer * chunks_per_window * settings_.chunk;
+}
+
+void StreamingPrefill::stream(std::span<const model::TokenId> tokens, std::vector<float>* keys) {
   const model::HParams& hp = model_.hparams();
   std::vector<int32_t> pos;
   for (size_t b = 0; b < tokens.size(); b += static_cast<size_t>(settings_.chunk)) {
     const auto chunk = tokens.subspan(b, std::min(tokens.size() - b, static_cast<size_t>(settings_.chunk)));
     forward_chunk(chunk, next_pos_, cache_, pos);
-    const size_t at = keys.size();
-    keys.resize(at + chunk.size() * static_cast<size_t>(hp.n_embd_k()));
-    forward_.attention_inputs(settings_.layer, hidden_.data(), pos, nullptr, keys.data() + at, /*rope=*/false);
+    if (keys) {
+      const size_t at = keys->size();
+      keys->resize(at + chunk.size() * static_cast<size_t>(hp.n_embd_k()));
+      forward_.attention_inputs(settings_.layer, hidden_.data(), pos, nullptr, keys->data() + at, /*rope=*/false);
+    }
     // The Λ mask: later chunks see the sink and the last W tokens of every streamed layer.
     cache_.evict_middle(settings_.sink, settings_.window);
     next_pos_ += static_cast<int64_t>(chunk.size());

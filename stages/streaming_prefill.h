@@ -35,6 +35,20 @@ class StreamingPrefill {
   // layer-l_R keys, F32 [n, n_head_kv*head_dim] before RoPE, to keys.
   void run(std::span<const model::TokenId> tokens, std::vector<float>& keys);
 
+  // Same without layer l_R's keys: the warm-up of a shard, whose caches must reach the state a sequential
+  // run has at the shard's start.
+  void advance(std::span<const model::TokenId> tokens);
+
+  // Continues at `pos` (> next_position(), on a chunk boundary) with only the sink in the caches, as if the
+  // tokens in between had been streamed and evicted. Under the Λ mask the caches forget them again after
+  // receptive_field() tokens, so streaming from `pos` - receptive_field() on gives exactly the keys and
+  // state of a run that never jumped (stages/prefill.h ShardRange).
+  void jump_to(int64_t pos);
+
+  // Tokens after which a jump no longer shows: every layer below l_R reaches only W tokens (rounded up to
+  // whole chunks) into the layer before it, so l_R of those reach back to the first that still matters.
+  int64_t receptive_field() const;
+
   // Queries of the given tokens at layer l_R as if they followed the document, without changing the state:
   // F32 [n, n_head*head_dim], before RoPE, query scale applied.
   std::vector<float> encode_query(std::span<const model::TokenId> tokens);
@@ -46,6 +60,8 @@ class StreamingPrefill {
   int64_t cache_tokens() const { return settings_.layer > 0 ? cache_.size(0) : 0; }
 
  private:
+  // Streams tokens chunk by chunk; appends layer-l_R keys to *keys unless it is null.
+  void stream(std::span<const model::TokenId> tokens, std::vector<float>* keys);
   // One chunk through layers 0..l_R-1 on `cache`; leaves the layer-l_R input in hidden_.
   void forward_chunk(std::span<const model::TokenId> tokens, int64_t first_pos, model::KvCache& cache,
                      std::vector<int32_t>& pos);

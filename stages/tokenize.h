@@ -1,5 +1,5 @@
 // tokenize — document bytes -> token chunks of the prefill chunk size, streaming-safe: the ids equal those
-// of tokenising the whole document at once (model/vocab.h StreamingTokenizer).
+// of tokenising the whole document at once (model/tokenizer/vocab.h StreamingTokenizer).
 #pragma once
 
 #include <deque>
@@ -8,7 +8,7 @@
 #include <string_view>
 
 #include "engine/stage.h"
-#include "model/vocab.h"
+#include "model/tokenizer/vocab.h"
 #include "stages/messages.h"
 
 namespace ilre::stages {

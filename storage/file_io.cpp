@@ -112,4 +112,42 @@ Result<void> write_file_atomic(FileIo& io, const std::filesystem::path& path,
   return {};
 }
 
+Result<void> read_file_prefix(const std::filesystem::path& path, uint64_t expect_size, uint64_t n, std::vector<uint8_t>& dst,
+                              const char* what) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    const int err = errno;
+    if (err == ENOENT) {
+      return make_error(errc::io_failed, std::string(what) + " " + path.string() + " listed in the manifest is missing");
+    }
+    return tl::unexpected(errno_error(err, "open", path));
+  }
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  struct stat st{};
+  if (::fstat(fd, &st) != 0) return tl::unexpected(errno_error(errno, "stat", path));
+  if (static_cast<uint64_t>(st.st_size) != expect_size) {
+    return make_error(errc::checksum_mismatch, std::string(what) + " " + path.string() + " has " +
+                                                   std::to_string(st.st_size) + " bytes, the manifest says " +
+                                                   std::to_string(expect_size) + " (truncated or replaced)");
+  }
+  dst.resize(n);
+  uint64_t done = 0;
+  while (done < n) {
+    const ssize_t r = ::pread(fd, dst.data() + done, n - done, static_cast<off_t>(done));
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return tl::unexpected(errno_error(errno, "read", path));
+    }
+    if (r == 0) {
+      return make_error(errc::checksum_mismatch, std::string(what) + " " + path.string() + " is truncated");
+    }
+    done += static_cast<uint64_t>(r);
+  }
+  return {};
+}
+
+
 }  // namespace ilre::storage

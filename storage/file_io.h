@@ -10,6 +10,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "ilre/error.h"
 
@@ -64,5 +65,11 @@ struct AtomicWriteOutcome {
 Result<void> write_file_atomic(FileIo& io, const std::filesystem::path& path,
                                std::span<const std::span<const uint8_t>> parts, bool sync,
                                AtomicWriteOutcome* outcome = nullptr);
+
+// Reads the first n bytes of `path` into dst (resized to n), with plain POSIX reads (the read path needs
+// no fault injection). `expect_size`: the whole file's size recorded in a manifest; a different size means
+// the file was truncated or replaced (checksum_mismatch). `what` names the file's role in messages.
+Result<void> read_file_prefix(const std::filesystem::path& path, uint64_t expect_size, uint64_t n,
+                              std::vector<uint8_t>& dst, const char* what);
 
 }  // namespace ilre::storage

@@ -146,6 +146,8 @@ std::string manifest_to_text(const Manifest& m) {
          {"state_generation", m.state_generation},
          {"config", m.meta.config},
          {"notes", m.meta.notes}};
+  // Only shards have it, so a whole document's manifest is the same as before shards existed.
+  if (m.meta.first_pos != 0) j["first_pos"] = m.meta.first_pos;
   j["checksum"] = checksum_to_string(content_checksum(j));
   return j.dump(1) + "\n";
 }
@@ -204,13 +206,15 @@ Result<Manifest> manifest_from_text(std::string_view text, const std::string& pa
     else if (mode == "channel_bytes") m.shuffle_mode = ShuffleMode::channel_bytes;
     else throw FieldError{"unknown shuffle_mode"};
     m.n_tokens = field<int64_t>(j, "n_tokens");
+    m.meta.first_pos = j.contains("first_pos") ? field<int64_t>(j, "first_pos") : 0;
+    if (m.meta.first_pos < 0) throw FieldError{"first_pos must be >= 0"};
     m.meta.config = j.at("config");
     m.meta.notes = j.at("notes");
     if (!m.meta.config.is_object() || !m.meta.notes.is_object()) throw FieldError{"config and notes must be objects"};
 
     const json& segs = j.at("segments");
     if (!segs.is_array()) throw FieldError{"segments must be an array"};
-    int64_t next = 0;
+    int64_t next = m.meta.first_pos;
     const uint64_t width = static_cast<uint64_t>(m.meta.key_width());
     for (size_t i = 0; i < segs.size(); ++i) {
       const json& sj = segs[i];
@@ -247,8 +251,9 @@ Result<Manifest> manifest_from_text(std::string_view text, const std::string& pa
       next = s.end_pos();
       m.segments.push_back(std::move(s));
     }
-    if (next != m.n_tokens) {
-      throw FieldError{"n_tokens is " + std::to_string(m.n_tokens) + " but the segments hold " + std::to_string(next)};
+    if (next - m.meta.first_pos != m.n_tokens) {
+      throw FieldError{"n_tokens is " + std::to_string(m.n_tokens) + " but the segments hold " +
+                       std::to_string(next - m.meta.first_pos)};
     }
     m.state_generation = field<int64_t>(j, "state_generation");
     const json& st = j.at("state");

@@ -6,8 +6,8 @@
 #include <bit>
 #include <cstring>
 
-#include "model/ggml_type.h"
-#include "model/quant.h"
+#include "model/gguf/ggml_type.h"
+#include "model/kernels/quant.h"
 #include "storage/checksum.h"
 
 namespace ilre::storage {

@@ -31,45 +31,6 @@ Scratch& scratch() {
   return s;
 }
 
-// Reads the first n bytes of `path` into dst (resized to n). `expect_size`: the whole file's size
-// recorded in the manifest; a different size means the file was truncated or replaced.
-Result<void> read_file_prefix(const fs::path& path, uint64_t expect_size, uint64_t n, std::vector<uint8_t>& dst,
-                              const char* what) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    const int err = errno;
-    if (err == ENOENT) {
-      return make_error(errc::io_failed, std::string(what) + " " + path.string() + " listed in the manifest is missing");
-    }
-    return tl::unexpected(errno_error(err, "open", path));
-  }
-  struct Closer {
-    int fd;
-    ~Closer() { ::close(fd); }
-  } closer{fd};
-  struct stat st{};
-  if (::fstat(fd, &st) != 0) return tl::unexpected(errno_error(errno, "stat", path));
-  if (static_cast<uint64_t>(st.st_size) != expect_size) {
-    return make_error(errc::checksum_mismatch, std::string(what) + " " + path.string() + " has " +
-                                                   std::to_string(st.st_size) + " bytes, the manifest says " +
-                                                   std::to_string(expect_size) + " (truncated or replaced)");
-  }
-  dst.resize(n);
-  uint64_t done = 0;
-  while (done < n) {
-    const ssize_t r = ::pread(fd, dst.data() + done, n - done, static_cast<off_t>(done));
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      return tl::unexpected(errno_error(errno, "read", path));
-    }
-    if (r == 0) {
-      return make_error(errc::checksum_mismatch, std::string(what) + " " + path.string() + " is truncated");
-    }
-    done += static_cast<uint64_t>(r);
-  }
-  return {};
-}
-
 }  // namespace
 
 struct StoreReader::Impl {
@@ -228,7 +189,8 @@ Result<void> StoreReader::check_model(std::string_view fingerprint, int32_t retr
 
 std::optional<size_t> StoreReader::segment_of(int64_t pos) const {
   const auto& segs = impl_->manifest.segments;
-  if (pos < 0 || pos >= impl_->manifest.n_tokens) return std::nullopt;
+  const int64_t first = impl_->manifest.meta.first_pos;
+  if (pos < first || pos >= first + impl_->manifest.n_tokens) return std::nullopt;
   auto it = std::upper_bound(segs.begin(), segs.end(), pos,
                              [](int64_t p, const SegmentInfo& s) { return p < s.first_pos; });
   return static_cast<size_t>(it - segs.begin()) - 1;
@@ -260,11 +222,13 @@ Result<std::vector<int32_t>> StoreReader::segment_tokens(size_t i) const {
 
 Result<std::vector<int32_t>> StoreReader::tokens_at(std::span<const int64_t> positions) const {
   return guarded([&]() -> Result<std::vector<int32_t>> {
-    const int64_t n = impl_->manifest.n_tokens;
+    const int64_t first = impl_->manifest.meta.first_pos;
+    const int64_t end = first + impl_->manifest.n_tokens;
     for (size_t k = 0; k < positions.size(); ++k) {
-      if (positions[k] < 0 || positions[k] >= n) {
+      if (positions[k] < first || positions[k] >= end) {
         return make_error(errc::out_of_range, "tokens_at: position " + std::to_string(positions[k]) +
-                                                  " outside the store [0, " + std::to_string(n) + ")");
+                                                  " outside the store [" + std::to_string(first) + ", " +
+                                                  std::to_string(end) + ")");
       }
       if (k > 0 && positions[k] < positions[k - 1]) {
         return make_error(errc::invalid_argument, "tokens_at: positions must be sorted (non-decreasing)");

@@ -51,7 +51,10 @@ class StoreReader {
   // model_mismatch (naming both fingerprints and layers) unless the store was made by this model and l_R.
   Result<void> check_model(std::string_view fingerprint, int32_t retrieval_layer) const;
 
-  // Index of the segment holding `pos`, nullopt outside [0, n_tokens()).
+  // Positions below run over [meta().first_pos, meta().first_pos + n_tokens()): [0, n_tokens()) for a whole
+  // document, a later range for a shard of a sharded ingest.
+
+  // Index of the segment holding `pos`, nullopt outside the store's positions.
   std::optional<size_t> segment_of(int64_t pos) const;
 
   // Reads, verifies (file CRC32C, header, zstd frame checksums) and decodes segment i. `want` f32 fills
@@ -63,7 +66,7 @@ class StoreReader {
   // Token ids of segment i (reads and verifies only the header and token frame).
   Result<std::vector<int32_t>> segment_tokens(size_t i) const;
 
-  // Token ids at the given positions, which must be non-decreasing and inside [0, n_tokens()); reads only
+  // Token ids at the given positions, which must be non-decreasing and inside the store; reads only
   // the token part of the segments that hold them. This is how the compressed prompt is built.
   Result<std::vector<int32_t>> tokens_at(std::span<const int64_t> sorted_positions) const;
 

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -50,9 +51,16 @@ struct StoreMeta {
   KeyDtype dtype = KeyDtype::f16;
   nlohmann::json config = nlohmann::json::object();  // caller's resolved config snapshot (opaque object)
   nlohmann::json notes = nlohmann::json::object();   // free-form; replaced by StoreWriter::set_notes
+  // Position of the store's first token: 0 for a whole document; a shard of a sharded ingest holds tokens
+  // [first_pos, first_pos + n_tokens) of its document and is only good for merging (storage/store_merge.h).
+  int64_t first_pos = 0;
 
   int32_t key_width() const { return n_kv_heads * head_dim; }  // floats per token
 };
+
+// Whether the config snapshot of a store made elsewhere (a shard) matches `ours` closely enough to continue
+// its keys.
+using SameConfig = std::function<bool(const nlohmann::json& ours, const nlohmann::json& theirs)>;
 
 // Settings of one writer session; not part of the store's identity.
 struct WriteOptions {

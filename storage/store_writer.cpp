@@ -186,11 +186,62 @@ struct StoreWriter::Impl {
                                                     std::to_string(n_tokens) + " tokens of width " +
                                                     std::to_string(width));
     }
-    if (first_pos != manifest.n_tokens) {
+    if (first_pos != end_pos()) {
       return make_error(errc::out_of_range, "store append: first position " + std::to_string(first_pos) +
                                                 " does not continue the store, which ends at " +
-                                                std::to_string(manifest.n_tokens));
+                                                std::to_string(end_pos()));
     }
+    return {};
+  }
+
+  int64_t end_pos() const { return manifest.meta.first_pos + manifest.n_tokens; }
+
+  // A shard's keys are only exact for this document if everything that shapes them matches.
+  Result<void> check_shard(const fs::path& shard, const Manifest& m, const SameConfig& same_config) const {
+    const StoreMeta& a = manifest.meta;
+    const StoreMeta& b = m.meta;
+    auto refuse = [&](const std::string& what) {
+      return make_error(errc::model_mismatch, "shard " + shard.string() + " " + what + " than the store " +
+                                                  dir.string() + " it is merged into");
+    };
+    if (b.model_fingerprint != a.model_fingerprint) return refuse("was made by another model (" + b.model_name + ")");
+    if (b.retrieval_layer != a.retrieval_layer) return refuse("holds keys of another layer");
+    if (b.n_kv_heads != a.n_kv_heads || b.head_dim != a.head_dim || b.dtype != a.dtype) {
+      return refuse("has another key shape or dtype");
+    }
+    if (same_config ? !same_config(a.config, b.config) : b.config != a.config) {
+      return refuse("was ingested with other settings (config)");
+    }
+    if (b.first_pos != end_pos()) {
+      return make_error(errc::out_of_range, "shard " + shard.string() + " starts at position " +
+                                                std::to_string(b.first_pos) + ", but the merged store ends at " +
+                                                std::to_string(end_pos()) + " (shards must be given in order, "
+                                                "none missing)");
+    }
+    return {};
+  }
+
+  // Copies one listed segment of a shard under this store's next segment name, after checking the whole
+  // file against the shard manifest's checksum (a shard may have travelled from another machine).
+  Result<void> adopt_segment(const fs::path& shard, const SegmentInfo& src, std::vector<uint8_t>& bytes) {
+    const fs::path from = shard / src.file;
+    if (auto r = read_file_prefix(from, src.stored_bytes, src.stored_bytes, bytes, "segment"); !r) return r;
+    if (const uint32_t crc = crc32c(bytes); crc != src.checksum) {
+      return make_error(errc::checksum_mismatch, "segment " + from.string() + ": checksum mismatch (recorded " +
+                                                     checksum_to_string(src.checksum) + ", file has " +
+                                                     checksum_to_string(crc) + ")");
+    }
+    SegmentInfo info = src;
+    info.file = segment_file_name(manifest.segments.size());
+    const std::span<const uint8_t> part{bytes};
+    const fs::path to = dir / info.file;
+    if (auto r = write_file_atomic(*io, to, std::span(&part, 1), options.fsync); !r) {
+      std::error_code ec;
+      if (fs::exists(to, ec)) io->unlink(to.string());
+      return r;
+    }
+    manifest.segments.push_back(std::move(info));
+    manifest.n_tokens += src.n_tokens;
     return {};
   }
 
@@ -381,6 +432,44 @@ Result<void> StoreWriter::set_notes(nlohmann::json notes) {
   });
 }
 
+Result<StoreStats> StoreWriter::append_store(const fs::path& shard_dir, const SameConfig& same_config) {
+  return guarded([&]() -> Result<StoreStats> {
+    Impl& s = *impl_;
+    if (auto r = s.check_usable(); !r) return tl::unexpected(r.error());
+    auto m = load_manifest(shard_dir);
+    if (!m) return tl::unexpected(m.error());
+    if (auto r = check_store_files(shard_dir, *m); !r) return tl::unexpected(r.error());
+    if (auto r = s.check_shard(shard_dir, *m, same_config); !r) return tl::unexpected(r.error());
+    const size_t segments_before = s.manifest.segments.size();
+    const int64_t tokens_before = s.manifest.n_tokens;
+    auto undo = [&] {
+      for (size_t i = segments_before; i < s.manifest.segments.size(); ++i) {
+        s.io->unlink((s.dir / s.manifest.segments[i].file).string());
+      }
+      s.manifest.segments.resize(segments_before);
+      s.manifest.n_tokens = tokens_before;
+    };
+    std::vector<uint8_t> bytes;
+    for (const SegmentInfo& seg : m->segments) {
+      if (auto r = s.adopt_segment(shard_dir, seg, bytes); !r) {
+        undo();
+        return tl::unexpected(r.error());
+      }
+    }
+    if (s.options.fsync) {
+      if (int err = s.io->fsync_dir((s.dir / kSegmentsDir).string())) {
+        undo();
+        return tl::unexpected(errno_error(err, "fsync directory", s.dir / kSegmentsDir));
+      }
+    }
+    if (auto r = s.write_manifest(); !r) {
+      if (s.broken.empty()) undo();
+      return tl::unexpected(r.error());
+    }
+    return store_stats_of(*m);
+  });
+}
+
 void StoreWriter::begin_transaction() {
   if (!impl_->committed) impl_->committed = impl_->manifest;
 }
@@ -408,6 +497,7 @@ void StoreWriter::rollback() { impl_->rollback(); }
 
 const StoreMeta& StoreWriter::meta() const { return impl_->manifest.meta; }
 int64_t StoreWriter::n_tokens() const { return impl_->manifest.n_tokens; }
+int64_t StoreWriter::end_pos() const { return impl_->end_pos(); }
 const fs::path& StoreWriter::dir() const { return impl_->dir; }
 
 StoreStats StoreWriter::stats() const { return store_stats_of(impl_->manifest); }

@@ -52,6 +52,13 @@ class StoreWriter {
   Result<SegmentStats> append(std::span<const uint16_t> keys, KeyDtype keys_dtype, std::span<const int32_t> tokens,
                               int64_t first_pos);
 
+  // Adds every segment of the shard store `shard_dir` after the last one: a shard made by the same model,
+  // layer, key shape and config (`same_config`; unset: equal snapshots), starting exactly where this store ends (model_mismatch / out_of_range
+  // otherwise). Each segment file is checked against its recorded checksum and copied under its new name;
+  // one manifest rewrite for the shard. On error nothing is added. The shard's state is not taken (the
+  // caller decides which shard's state the merged store keeps). Returns the shard's totals.
+  Result<StoreStats> append_store(const std::filesystem::path& shard_dir, const SameConfig& same_config = {});
+
   // Opaque caller state (e.g. the streaming KV cache at the end of the document): written to a new
   // state-<generation>.bin, then the manifest switches to it, then the old file is removed.
   Result<void> write_state(std::span<const uint8_t> blob);
@@ -68,7 +75,8 @@ class StoreWriter {
   void rollback();
 
   const StoreMeta& meta() const;
-  int64_t n_tokens() const;  // = the position the next append must start at
+  int64_t n_tokens() const;  // tokens held
+  int64_t end_pos() const;   // meta().first_pos + n_tokens(): the position the next append must start at
   StoreStats stats() const;
   const std::filesystem::path& dir() const;
 

@@ -73,6 +73,16 @@ struct IngestOptions {
   // All or nothing: an ingest that fails, is cancelled or is killed leaves the store exactly as it was
   // before the call (a daemon's upload that breaks off). Readers see the whole ingest or none of it.
   bool atomic = false;
+  // Sharded ingest of a file (ingest_file, a new store): the document is cut into `shards` ranges of whole
+  // store segments, ingested at once by that many pipelines (the engine's threads shared among them) into
+  // shard stores beside store_dir, and merged. The keys, tokens and state are bit-identical to those of a
+  // sequential ingest; each shard re-reads the document and streams a few thousand tokens before its range
+  // (the Λ mask's receptive field). 1: sequential.
+  int shards = 1;
+  // One shard of a sharded ingest run elsewhere (another process or machine): ingest only shard
+  // `shard_index` of `shard_count` into store_dir, to be merged by Engine::merge_shards. 0: not a shard.
+  int shard_index = 0;
+  int shard_count = 0;
   ProgressFn on_progress;       // called a few times a second
   CancelHandle cancel;
 };
@@ -225,6 +235,10 @@ class ILRE_API Engine : public std::enable_shared_from_this<Engine> {
   Result<IngestReport> ingest_text(std::string text, const std::string& store_dir, IngestOptions options);
   // A stream the caller owns (a socket buffer, a decompressor); read until EOF.
   Result<IngestReport> ingest(std::istream& document, const std::string& store_dir, IngestOptions options);
+  // Joins the stores of IngestOptions::shard_index 0..K-1 of one document, given in that order, into one
+  // store at store_dir (which must not exist or be empty; nothing is left there on error). Refuses shards
+  // of other documents, models, layers or key-shaping settings, and a missing or repeated shard.
+  Result<IngestReport> merge_shards(const std::vector<std::string>& shard_dirs, const std::string& store_dir);
   // Opens a store's manifest (no keys are read) and checks it was made with this engine's model.
   Result<Store> open_store(const std::string& store_dir) const;
   // Asks over the snapshot of the store at the moment of the call (an append running meanwhile is not

@@ -5,7 +5,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include "eval/calibrate.h"
-#include "model/compute_pool.h"
+#include "model/kernels/compute_pool.h"
 #include "support/paths.h"
 
 namespace ilre::eval {

@@ -79,6 +79,24 @@ if [ -n "$whole" ] && [ "$whole" = "$parts" ]; then echo "ok   parts appended wi
 check "--close finishes an open document" '"total_tokens": [0-9]+' "$ilre" ingest "${settings[@]}" --store "$work/open" --close --json
 check "--close and --doc exclude each other" 'excludes' "$ilre" ingest "${settings[@]}" --store "$work/open" --close --doc "$work/a.txt"
 
+# A sharded ingest — K pipelines in one run, or shards i/K run apart and merged — makes the sequential store:
+# the same segment files and the same final state, byte for byte.
+seg=(--set store.segment_tokens=256)
+"$ilre" ingest "${settings[@]}" "${seg[@]}" --doc "$work/doc.txt" --store "$work/seq" > /dev/null 2>&1
+check "ingest --shards 2" '"total_tokens": [0-9]+' "$ilre" ingest "${settings[@]}" "${seg[@]}" --doc "$work/doc.txt" --store "$work/sh2" --shards 2 --json
+for i in 0 1 2; do "$ilre" ingest "${settings[@]}" "${seg[@]}" --doc "$work/doc.txt" --store "$work/part$i" --shard "$i/3" > /dev/null 2>&1; done
+check "merge joins shards 0..2" '"total_tokens": [0-9]+' "$ilre" merge "${settings[@]}" --store "$work/merged" "$work/part0" "$work/part1" "$work/part2" --json
+for s in sh2 merged; do
+  if diff -rq "$work/seq/segments" "$work/$s/segments" > /dev/null && cmp -s "$work"/seq/state-*.bin "$work/$s"/state-*.bin; then
+    echo "ok   $s: segments and state equal the sequential store's"
+  else
+    echo "FAIL $s: segments or state differ from the sequential store's"; failures=$((failures + 1))
+  fi
+done
+check "asking a shard names the way out" 'merge the shards' "$ilre" ask "${settings[@]}" --store "$work/part1" -q "Who had a red ball?"
+check "merge refuses a gap" 'starts at position' "$ilre" merge "${settings[@]}" --store "$work/gap" "$work/part0" "$work/part2"
+check "--shard wants i/K" 'expected i/K' "$ilre" ingest "${settings[@]}" --doc "$work/doc.txt" --store "$work/x" --shard 3/3
+
 # Every command on the other architectures (random-weight fixtures from scripts/make_arch_fixtures.py): the
 # answers are noise, the commands must work end to end.
 for arch in qwen2 qwen3 llama3; do

@@ -1,4 +1,4 @@
-// libFuzzer target for the GGUF reader (model/gguf.cpp).
+// libFuzzer target for the GGUF reader (model/gguf/gguf.cpp).
 //
 // Every input must either parse or throw ilre::Exception(bad_gguf). Anything else is a finding: a crash,
 // a sanitizer report (ASan/UBSan), an uncaught exception of another type, an allocation above -rss_limit_mb /
@@ -18,10 +18,10 @@
 #include <vector>
 
 #include "ilre/error.h"
-#include "model/ggml_type.h"
-#include "model/gguf.h"
-#include "model/gguf_writer.h"
-#include "model/quant.h"
+#include "model/gguf/ggml_type.h"
+#include "model/gguf/gguf.h"
+#include "model/gguf/gguf_writer.h"
+#include "model/kernels/quant.h"
 
 namespace {
 

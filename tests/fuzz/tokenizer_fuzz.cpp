@@ -1,5 +1,5 @@
-// libFuzzer target for the tokenizers (model/vocab.cpp, tokenizer_spm.cpp, tokenizer_bpe.cpp,
-// special_tokens.cpp, unicode.cpp) and the streaming tokenizer (model/streaming_tokenizer.cpp) on arbitrary
+// libFuzzer target for the tokenizers (model/tokenizer/vocab.cpp, tokenizer_spm.cpp, tokenizer_bpe.cpp,
+// special_tokens.cpp, unicode.cpp) and the streaming tokenizer (model/tokenizer/streaming_tokenizer.cpp) on arbitrary
 // bytes.
 //
 // Three vocabularies are loaded once (LLVMFuzzerInitialize) from the test data directory (compile definition
@@ -38,8 +38,8 @@
 #include <vector>
 
 #include "ilre/error.h"
-#include "model/gguf.h"
-#include "model/vocab.h"
+#include "model/gguf/gguf.h"
+#include "model/tokenizer/vocab.h"
 
 #ifndef ILRE_FUZZ_DATA_DIR
 #error "ILRE_FUZZ_DATA_DIR must name tests/data"

@@ -12,7 +12,7 @@
 #include <cstdlib>
 #include <nlohmann/json.hpp>
 
-#include "model/ggml_cpu.h"
+#include "model/kernels/ggml_cpu.h"
 #include "model/model.h"
 #include "model/session.h"
 #include "support/paths.h"

@@ -1,4 +1,4 @@
-// llama.cpp's float summation orders (model/float_order_kernels.cpp, model/ggml_cpu.h): the AVX2 forms
+// llama.cpp's float summation orders (model/kernels/float_order_kernels.cpp, model/kernels/ggml_cpu.h): the AVX2 forms
 // equal the portable std::fma forms bit for bit for every order, width, type and tile shape, the orders
 // are really different sums, and ggml's vector exp stays within its error bound of exp().
 // End to end, tests/model/golden_logits_test.cpp checks the same orders against llama.cpp's own logits.
@@ -9,9 +9,9 @@
 #include <random>
 #include <vector>
 
-#include "model/ops.h"
-#include "model/quant.h"
-#include "model/quant_kernels.h"
+#include "model/kernels/ops.h"
+#include "model/kernels/quant.h"
+#include "model/kernels/quant_kernels.h"
 
 namespace ilre::model {
 namespace {

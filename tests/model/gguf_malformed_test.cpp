@@ -4,7 +4,7 @@
 // Files are built in memory: GgufWriter for the common case, and a hand encoder (RawGguf) for what the writer
 // cannot express (all 13 value types, nested arrays, broken counts, offsets and dimensions). Every parse runs
 // on an exactly-sized heap copy so that, under ASan, a read one byte past the end is reported.
-#include "model/gguf.h"
+#include "model/gguf/gguf.h"
 
 #include <gtest/gtest.h>
 #include <sys/resource.h>
@@ -29,8 +29,8 @@
 #include <vector>
 
 #include "ilre/error.h"
-#include "model/ggml_type.h"
-#include "model/gguf_writer.h"
+#include "model/gguf/ggml_type.h"
+#include "model/gguf/gguf_writer.h"
 #include "support/paths.h"
 
 namespace ilre::model {

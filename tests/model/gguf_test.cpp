@@ -1,9 +1,9 @@
-#include "model/gguf.h"
+#include "model/gguf/gguf.h"
 
 #include <gtest/gtest.h>
 
 #include "ilre/error.h"
-#include "model/gguf_writer.h"
+#include "model/gguf/gguf_writer.h"
 #include "support/paths.h"
 
 namespace ilre::model {

@@ -4,7 +4,7 @@
 //
 // With an F32 cache llama_cpp numerics rounds where llama.cpp rounds and also sums where it sums: float
 // weights in tinyBLAS / vec_dot order, SiLU and softmax through ggml's vector exp, attention in ggml's
-// kq / soft_max / kqv order (model/ggml_cpu.h). That matters for the F16 model, which multiplies F16 weights
+// kq / soft_max / kqv order (model/kernels/ggml_cpu.h). That matters for the F16 model, which multiplies F16 weights
 // by F16-rounded activations: a last-bit difference before that rounding moves a value by one F16 step
 // and later layers amplify it (Eigen's order gave 1.8e-2). The bars are the issue's: 1e-4 for the F32
 // model, 1e-3 for the F16 one (measured on an AVX-512 machine: 5e-7 on both, the files' own rounding).
@@ -22,7 +22,7 @@
 #include <cstdlib>
 #include <nlohmann/json.hpp>
 
-#include "model/ggml_cpu.h"
+#include "model/kernels/ggml_cpu.h"
 #include "model/model.h"
 #include "model/session.h"
 #include "support/paths.h"

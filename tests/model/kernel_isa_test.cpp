@@ -1,4 +1,4 @@
-// ilre's quantised kernels for every instruction set this CPU has (model/quant_kernels.h): the AVX-512 VNNI
+// ilre's quantised kernels for every instruction set this CPU has (model/kernels/quant_kernels.h): the AVX-512 VNNI
 // tiles against the AVX2 ones on the same prepared activations, direct and packed. Both do the same
 // integer block sums and then the same float operations in the same order per (row, column), so they must
 // agree bit for bit: choosing the instruction set never changes a result.
@@ -12,8 +12,8 @@
 #include <utility>
 #include <vector>
 
-#include "model/quant.h"
-#include "model/quant_kernels.h"
+#include "model/kernels/quant.h"
+#include "model/kernels/quant_kernels.h"
 
 namespace ilre::model {
 namespace {

@@ -1,4 +1,4 @@
-#include "model/matmul.h"
+#include "model/kernels/matmul.h"
 
 #include <gtest/gtest.h>
 
@@ -9,9 +9,9 @@
 #include <vector>
 
 #include "ilre/error.h"
-#include "model/compute_pool.h"
-#include "model/gguf.h"
-#include "model/quant.h"
+#include "model/kernels/compute_pool.h"
+#include "model/gguf/gguf.h"
+#include "model/kernels/quant.h"
 #include "support/paths.h"
 
 namespace ilre::model {

@@ -17,8 +17,8 @@
 #include <vector>
 
 #include "ilre/error.h"
-#include "model/gguf.h"
-#include "model/gguf_writer.h"
+#include "model/gguf/gguf.h"
+#include "model/gguf/gguf_writer.h"
 #include "support/paths.h"
 
 namespace ilre::model {

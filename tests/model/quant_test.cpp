@@ -1,4 +1,4 @@
-#include "model/quant.h"
+#include "model/kernels/quant.h"
 
 #include <gtest/gtest.h>
 
@@ -12,9 +12,9 @@
 #include <vector>
 
 #include "ilre/error.h"
-#include "model/ggml_type.h"
-#include "model/gguf.h"
-#include "model/quant_internal.h"
+#include "model/gguf/ggml_type.h"
+#include "model/gguf/gguf.h"
+#include "model/kernels/quant_internal.h"
 #include "support/paths.h"
 
 #if defined(__F16C__)

@@ -8,8 +8,8 @@
 #include <random>
 
 #include "ilre/error.h"
-#include "model/gguf.h"
-#include "model/vocab.h"
+#include "model/gguf/gguf.h"
+#include "model/tokenizer/vocab.h"
 #include "support/paths.h"
 
 namespace ilre::model {

@@ -10,8 +10,8 @@
 #include <set>
 #include <sstream>
 
-#include "model/gguf.h"
-#include "model/vocab.h"
+#include "model/gguf/gguf.h"
+#include "model/tokenizer/vocab.h"
 #include "support/paths.h"
 
 namespace ilre::model {

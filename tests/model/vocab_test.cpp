@@ -12,11 +12,11 @@
 #include <set>
 
 #include "ilre/error.h"
-#include "model/gguf.h"
-#include "model/gguf_writer.h"
-#include "model/tokenizer_internal.h"
-#include "model/unicode.h"
-#include "model/vocab.h"
+#include "model/gguf/gguf.h"
+#include "model/gguf/gguf_writer.h"
+#include "model/tokenizer/tokenizer_internal.h"
+#include "model/tokenizer/unicode.h"
+#include "model/tokenizer/vocab.h"
 #include "support/paths.h"
 
 namespace ilre::model {

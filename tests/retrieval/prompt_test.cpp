@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "model/chat_template.h"
+#include "model/tokenizer/chat_template.h"
 #include "support/paths.h"
 #include "support/tiny_model.h"
 

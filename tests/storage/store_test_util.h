@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "model/quant.h"
+#include "model/kernels/quant.h"
 #include "storage/file_io.h"
 #include "storage/store_reader.h"
 #include "storage/store_writer.h"

@@ -3,9 +3,9 @@
 #include <random>
 #include <vector>
 
-#include "model/gguf.h"
-#include "model/gguf_writer.h"
-#include "model/quant.h"
+#include "model/gguf/gguf.h"
+#include "model/gguf/gguf_writer.h"
+#include "model/kernels/quant.h"
 #include "support/paths.h"
 
 namespace ilre::test {

@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <string>
 
-#include "model/ggml_type.h"
+#include "model/gguf/ggml_type.h"
 
 namespace ilre::test {
 
