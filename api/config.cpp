@@ -31,6 +31,7 @@ std::vector<Field> fields(Config& c) {
       {"prefill.sink", &c.prefill.sink},
       {"prefill.window", &c.prefill.window},
       {"prefill.chunk", &c.prefill.chunk},
+      {"prefill.positions", &c.prefill.positions},
       {"scoring.softmax", &c.scoring.softmax},
       {"scoring.over_heads", &c.scoring.over_heads},
       {"scoring.over_queries", &c.scoring.over_queries},
@@ -145,6 +146,7 @@ Result<void> Config::validate() const {
   if (prefill.sink < 0) return invalid("prefill.sink must be >= 0");
   if (prefill.window < 1) return invalid("prefill.window must be >= 1");
   if (prefill.chunk < 1 || prefill.chunk > 65536) return invalid("prefill.chunk must be in 1..65536");
+  if (!one_of(prefill.positions, {"absolute", "cache"})) return invalid("prefill.positions must be absolute or cache");
   if (!one_of(scoring.over_heads, {"sum", "max"})) return invalid("scoring.over_heads must be sum or max");
   if (!one_of(scoring.over_queries, {"sum", "max"})) return invalid("scoring.over_queries must be sum or max");
   if (!one_of(scoring.positions, {"none", "absolute"})) return invalid("scoring.positions must be none or absolute");

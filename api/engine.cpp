@@ -581,7 +581,10 @@ Result<Answer> Engine::Impl::ask(const std::string& store_dir, const std::string
                                      .sink = made.value("sink", cfg.prefill.sink),
                                      .window = made.value("window", cfg.prefill.window),
                                      .chunk = made.value("chunk", cfg.prefill.chunk),
-                                     .numerics = numerics_of(made.value("numerics", cfg.decode.numerics))};
+                                     .numerics = numerics_of(made.value("numerics", cfg.decode.numerics)),
+                                     // Stores from before the setting streamed at absolute positions.
+                                     .positions = stages::prefill_positions_from_name(made.value("positions", "absolute"))
+                                                      .value_or(stages::PrefillPositions::absolute)};
     stages::StreamingPrefill prefill(*model, *pool, settings, *state);
     if (prefill.next_position() != reader->n_tokens()) {
       spdlog::warn("store '{}' is incomplete: its state is at token {} of {}", store_dir, prefill.next_position(),

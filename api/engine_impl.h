@@ -37,6 +37,7 @@ inline nlohmann::json ingest_settings(const Config& cfg, const stages::PrefillSe
   return {{"sink", s.sink},
           {"window", s.window},
           {"chunk", s.chunk},
+          {"positions", std::string(stages::prefill_positions_name(s.positions))},
           {"numerics", cfg.decode.numerics},
           {"keys", "pre-rope"},
           {"config_yaml", to_yaml(cfg)}};
@@ -97,7 +98,9 @@ struct Engine::Impl {
                               .sink = cfg.prefill.sink,
                               .window = cfg.prefill.window,
                               .chunk = cfg.prefill.chunk,
-                              .numerics = numerics_of(cfg.decode.numerics)};
+                              .numerics = numerics_of(cfg.decode.numerics),
+                              .positions = stages::prefill_positions_from_name(cfg.prefill.positions)
+                                               .value_or(stages::PrefillPositions::absolute)};
     return s.clamped(model->hparams());
   }
 

@@ -39,7 +39,7 @@ stages::ShardRange shard_range(int64_t n_tokens, int64_t segment, int k, int cou
 // Only these settings shape the keys and the state; the rest of a config (threads, paths, recall and decode
 // settings) may differ between the machines of a sharded ingest.
 bool same_key_settings(const nlohmann::json& ours, const nlohmann::json& theirs) {
-  for (const char* k : {"sink", "window", "chunk", "numerics", "keys"}) {
+  for (const char* k : {"sink", "window", "chunk", "positions", "numerics", "keys"}) {
     if (ours.value(k, nlohmann::json()) != theirs.value(k, nlohmann::json())) return false;
   }
   return true;

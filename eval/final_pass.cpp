@@ -29,7 +29,9 @@ stages::PrefillSettings eval_prefill_settings(const Config& cfg, int32_t layer, 
                                  .sink = cfg.prefill.sink,
                                  .window = cfg.prefill.window,
                                  .chunk = cfg.prefill.chunk,
-                                 .numerics = numerics_of(cfg.decode.numerics)}
+                                 .numerics = numerics_of(cfg.decode.numerics),
+                                 .positions = stages::prefill_positions_from_name(cfg.prefill.positions)
+                                                  .value_or(stages::PrefillPositions::absolute)}
       .clamped(hp);
 }
 

@@ -43,6 +43,37 @@ void KvCache::store(const float* src, int64_t n, std::vector<uint8_t>& dst) cons
   fp32_to_fp16_row(src, out, n);
 }
 
+void KvCache::read_keys(int64_t layer, int64_t first, int64_t n, float* out) const {
+  const Layer& L = layers_.at(static_cast<size_t>(layer));
+  if (first < 0 || n < 0 || first + n > static_cast<int64_t>(L.pos.size())) {
+    throw Exception(errc::internal, "kv cache: key rows out of range");
+  }
+  const size_t at = static_cast<size_t>(first * k_width_) * elem_bytes();
+  if (type_ == KvType::f32) {
+    std::memcpy(out, L.k.data() + at, static_cast<size_t>(n * k_width_) * sizeof(float));
+  } else {
+    fp16_to_fp32_row(reinterpret_cast<const uint16_t*>(L.k.data() + at), out, n * k_width_);
+  }
+}
+
+void KvCache::overwrite_keys(int64_t layer, int64_t first, int64_t n, const float* k, const int32_t* pos) {
+  Layer& L = layers_.at(static_cast<size_t>(layer));
+  const auto size = static_cast<int64_t>(L.pos.size());
+  if (first < 0 || n < 0 || first + n > size) throw Exception(errc::internal, "kv cache: key rows out of range");
+  for (int64_t i = 0; i < n; ++i) {
+    const int32_t before = first + i > 0 ? (i > 0 ? pos[i - 1] : L.pos[static_cast<size_t>(first - 1)]) : pos[i];
+    const bool after_ok = first + i + 1 >= size || i + 1 < n || pos[i] <= L.pos[static_cast<size_t>(first + i + 1)];
+    if (pos[i] < before || !after_ok) throw Exception(errc::internal, "kv cache: overwritten positions must not decrease");
+  }
+  const size_t at = static_cast<size_t>(first * k_width_) * elem_bytes();
+  if (type_ == KvType::f32) {
+    std::memcpy(L.k.data() + at, k, static_cast<size_t>(n * k_width_) * sizeof(float));
+  } else {
+    fp32_to_fp16_row(k, reinterpret_cast<uint16_t*>(L.k.data() + at), n * k_width_);
+  }
+  std::copy(pos, pos + n, L.pos.begin() + first);
+}
+
 void KvCache::evict_middle(int64_t sink, int64_t window) {
   for (Layer& L : layers_) {
     const auto n = static_cast<int64_t>(L.pos.size());

@@ -48,6 +48,12 @@ class KvCache {
   const void* values(int64_t layer) const { return layers_[static_cast<size_t>(layer)].v.data(); }
   std::span<const int32_t> positions(int64_t layer) const { return layers_[static_cast<size_t>(layer)].pos; }
 
+  // F32 copies of the keys of entries [first, first + n) of a layer.
+  void read_keys(int64_t layer, int64_t first, int64_t n, float* out) const;
+  // Replaces the keys and positions of entries [first, first + n) (values stay): the streaming prefill's
+  // `cache` positions move the sink next to the window this way. Positions must stay non-decreasing.
+  void overwrite_keys(int64_t layer, int64_t first, int64_t n, const float* k, const int32_t* pos);
+
   // StreamingLLM eviction: keeps the first `sink` and the last `window` entries of every layer.
   void evict_middle(int64_t sink, int64_t window);
   // Drops every entry with position >= pos (rewinding a conversation).

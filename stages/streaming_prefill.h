@@ -4,6 +4,8 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
+#include <string_view>
 #include <span>
 #include <vector>
 
@@ -13,12 +15,20 @@
 
 namespace ilre::stages {
 
+// Where the streamed layers put the tokens (config prefill.positions). absolute: at their document positions.
+// cache: StreamingLLM's positions inside the rolling cache — the sink right before the oldest window entry —
+// so no distance a layer sees exceeds S + W + C, however long the document.
+enum class PrefillPositions { absolute, cache };
+std::optional<PrefillPositions> prefill_positions_from_name(std::string_view name);
+std::string_view prefill_positions_name(PrefillPositions p);
+
 struct PrefillSettings {
   int64_t layer = 0;   // l_R
   int64_t sink = 64;   // S
   int64_t window = 1024;  // W
   int64_t chunk = 512;    // C
   model::Numerics numerics = model::Numerics::llama_cpp;
+  PrefillPositions positions = PrefillPositions::absolute;
 
   // Clamps S + W + C into the model's trained context (the streaming cache never spans more than that).
   PrefillSettings clamped(const model::HParams& hp) const;
@@ -62,6 +72,10 @@ class StreamingPrefill {
  private:
   // Streams tokens chunk by chunk; appends layer-l_R keys to *keys unless it is null.
   void stream(std::span<const model::TokenId> tokens, std::vector<float>* keys);
+  // cache positions: keeps the sink's keys as computed at 0..S-1, once the caches first hold them.
+  void capture_sink();
+  // cache positions: turns the sink's keys to sit right before the oldest entry after it in `cache`.
+  void place_sink(model::KvCache& cache, int64_t first_pos);
   // One chunk through layers 0..l_R-1 on `cache`; leaves the layer-l_R input in hidden_.
   void forward_chunk(std::span<const model::TokenId> tokens, int64_t first_pos, model::KvCache& cache,
                      std::vector<int32_t>& pos);
@@ -72,6 +86,11 @@ class StreamingPrefill {
   model::KvCache cache_;
   int64_t next_pos_ = 0;
   std::vector<float> hidden_;
+  // cache positions: per streamed layer, the sink's keys at positions 0..S-1 (F32 [sink_rows_, k_width]).
+  // RoPE is relative, so turning these by the shift places the sink anywhere with one rounding, never a
+  // rounding per chunk. Part of the saved state.
+  std::vector<std::vector<float>> sink_keys_;
+  int64_t sink_rows_ = 0;
 };
 
 }  // namespace ilre::stages

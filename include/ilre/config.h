@@ -24,6 +24,10 @@ struct PrefillConfig {
   int64_t sink = 64;          // S: first tokens every later token attends to
   int64_t window = 1024;      // W: most recent tokens kept per layer (clamped to the trained context)
   int64_t chunk = 512;        // C: tokens per forward call
+  // absolute: every token at its document position, so a late token is ~its position away from the sink.
+  // cache: positions inside the rolling cache (StreamingLLM): the sink sits right before the window, and no
+  // distance a streamed layer sees exceeds sink + window + chunk.
+  std::string positions = "absolute";
 };
 
 struct ScoringConfig {

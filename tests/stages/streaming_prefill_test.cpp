@@ -125,6 +125,77 @@ TEST_P(StreamingPrefillTest, StateFromAnotherLayerIsRefused) {
   EXPECT_THROW(StreamingPrefill(*model_, pool_, other, a.save_state()), Exception);
 }
 
+// prefill.positions = cache: the sink sits right before the window, so what a late chunk's keys are depends
+// only on its last tokens' content and the sink, not on how far into the document they are. Two
+// documents that share the sink and their last 208 tokens (> the receptive field of 96) but not the length
+// before them give the same final keys with cache positions; with absolute positions the sink is further away
+// further away in one of them (608 tokens) and the keys move.
+TEST_P(StreamingPrefillTest, CachePositionsForgetHowFarIntoTheDocumentAChunkIs) {
+  const int64_t S = 4, W = 40, C = 16;
+  auto ending = [&](int middle) {
+    std::vector<TokenId> doc = document(S);
+    for (int i = 0; i < middle; ++i) doc.push_back(3 + (i * 31 + 11) % 500);
+    for (int i = 0; i < 208; ++i) doc.push_back(3 + (i * 17 + 5) % 500);
+    return doc;
+  };
+  auto last_chunk_keys = [&](PrefillPositions positions, int middle) {
+    PrefillSettings st = settings(S, W, C);
+    st.positions = positions;
+    StreamingPrefill sp(*model_, pool_, st);
+    std::vector<float> keys;
+    const auto doc = ending(middle);
+    EXPECT_EQ(doc.size() % C, 0u);
+    sp.run(doc, keys);
+    const size_t width = static_cast<size_t>(model_->hparams().n_embd_k());
+    return std::vector<float>(keys.end() - static_cast<std::ptrdiff_t>(C * width), keys.end());
+  };
+  auto max_diff = [](const std::vector<float>& a, const std::vector<float>& b) {
+    double d = 0;
+    for (size_t i = 0; i < a.size(); ++i) d = std::max(d, double(std::fabs(a[i] - b[i])));
+    return d;
+  };
+  const double cache = max_diff(last_chunk_keys(PrefillPositions::cache, 396), last_chunk_keys(PrefillPositions::cache, 1004));
+  const double absolute =
+      max_diff(last_chunk_keys(PrefillPositions::absolute, 396), last_chunk_keys(PrefillPositions::absolute, 1004));
+  EXPECT_LT(cache, 2e-3) << "cache positions: only RoPE's rounding at other angles may differ";
+  if (GetParam() == "llama") {
+    EXPECT_GT(absolute, 10 * cache) << "absolute positions: the sink's distance shows (" << absolute << " vs " << cache << ")";
+  } else {
+    // Gemma's streamed layers slide a 128-token window: at absolute positions the sink is out of their sight
+    // (so the distance cannot show), at cache positions it is back in it.
+    EXPECT_GT(max_diff(last_chunk_keys(PrefillPositions::absolute, 396), last_chunk_keys(PrefillPositions::cache, 396)), 1e-2);
+  }
+
+  // Before anything is evicted both put every token at its document position.
+  PrefillSettings st = settings(S, W, C);
+  st.positions = PrefillPositions::cache;
+  StreamingPrefill a(*model_, pool_, st), b(*model_, pool_, settings(S, W, C));
+  std::vector<float> ka, kb;
+  a.run(document(static_cast<int>(S + W)), ka);
+  b.run(document(static_cast<int>(S + W)), kb);
+  EXPECT_EQ(ka, kb);
+}
+
+TEST_P(StreamingPrefillTest, CachePositionStatesResumeExactlyAndOnlyInTheirMode) {
+  PrefillSettings st = settings(4, 40, 16);
+  st.positions = PrefillPositions::cache;
+  const auto doc = document(300);
+  StreamingPrefill whole(*model_, pool_, st);
+  std::vector<float> all;
+  whole.run(doc, all);
+  StreamingPrefill first(*model_, pool_, st);
+  std::vector<float> part;
+  first.run(std::span<const TokenId>(doc).first(160), part);
+  StreamingPrefill resumed(*model_, pool_, st, first.save_state());
+  resumed.run(std::span<const TokenId>(doc).subspan(160), part);
+  EXPECT_EQ(part, all);  // the sink's keys at 0..S-1 travel in the state: no second rounding
+  EXPECT_EQ(resumed.encode_query(document(9)), whole.encode_query(document(9)));
+  EXPECT_THROW(StreamingPrefill(*model_, pool_, settings(4, 40, 16), first.save_state()), Exception);
+  StreamingPrefill absolute(*model_, pool_, settings(4, 40, 16));
+  absolute.run(std::span<const TokenId>(doc).first(160), part);
+  EXPECT_THROW(StreamingPrefill(*model_, pool_, st, absolute.save_state()), Exception);
+}
+
 INSTANTIATE_TEST_SUITE_P(Arch, StreamingPrefillTest, ::testing::Values("llama", "gemma3"));
 
 }  // namespace
