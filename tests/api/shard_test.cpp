@@ -64,6 +64,21 @@ class ShardedIngest : public ::testing::Test {
   }
   std::string sequential() const { return root_ + "/sequential"; }
 
+  // Shards 0..count-1 ingested by separate runs (as on separate machines) into <root>/<prefix>-<i>.
+  std::vector<std::string> ingest_shards(int count, const std::string& prefix) {
+    std::vector<std::string> dirs;
+    for (int i = 0; i < count; ++i) {
+      dirs.push_back(root_ + "/" + prefix + "-" + std::to_string(i));
+      IngestOptions o;
+      o.shard_index = i;
+      o.shard_count = count;
+      auto rep = engine_->ingest_file(doc_, dirs.back(), o);
+      EXPECT_TRUE(rep) << rep.error().what();
+      if (rep) EXPECT_LT(rep->tokens_added, tokens_);
+    }
+    return dirs;
+  }
+
   std::string root_, doc_;
   std::shared_ptr<Engine> engine_;
   int64_t tokens_ = 0;
@@ -91,17 +106,9 @@ TEST_F(ShardedIngest, ShardsInOneRunGiveTheSequentialStoreBitForBit) {
 }
 
 TEST_F(ShardedIngest, SeparateShardRunsMergeToTheSequentialStore) {
-  constexpr int kCount = 4;
-  std::vector<std::string> shards;
-  for (int i = 0; i < kCount; ++i) {
-    shards.push_back(root_ + "/part-" + std::to_string(i));
-    IngestOptions o;
-    o.shard_index = i;
-    o.shard_count = kCount;
-    auto rep = engine_->ingest_file(doc_, shards.back(), o);
-    ASSERT_TRUE(rep) << rep.error().what();
-    EXPECT_LT(rep->tokens_added, tokens_);
-    const nlohmann::json m = manifest(shards.back());
+  const std::vector<std::string> shards = ingest_shards(4, "part");
+  for (int i = 0; i < 4; ++i) {
+    const nlohmann::json m = manifest(shards[static_cast<size_t>(i)]);
     EXPECT_EQ(m["notes"]["shard"].at("index"), i);
     EXPECT_EQ(m.value("first_pos", int64_t{0}) % 256, 0) << "shards start on segment boundaries";
   }
@@ -129,14 +136,7 @@ TEST_F(ShardedIngest, SeparateShardRunsMergeToTheSequentialStore) {
 
 TEST_F(ShardedIngest, WrongShardListsAreRefusedAndLeaveNoStore) {
   constexpr int kCount = 3;
-  std::vector<std::string> shards;
-  for (int i = 0; i < kCount; ++i) {
-    shards.push_back(root_ + "/p-" + std::to_string(i));
-    IngestOptions o;
-    o.shard_index = i;
-    o.shard_count = kCount;
-    ASSERT_TRUE(engine_->ingest_file(doc_, shards.back(), o));
-  }
+  const std::vector<std::string> shards = ingest_shards(kCount, "p");
   auto refused = [&](const std::vector<std::string>& list, const std::string& why) {
     const std::string out = root_ + "/bad";
     auto r = engine_->merge_shards(list, out);
