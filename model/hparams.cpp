@@ -42,7 +42,9 @@ void read_rope_scaling(const GgufFile& f, const std::string& a, HParams& hp) {
   double factor = f.get_float(a + ".rope.scaling.factor").value_or(0.0);
   if (factor == 0.0) factor = f.get_float(a + ".rope.scale_linear").value_or(0.0);
   if (type == "none") return;
-  if (type == "linear") {
+  // llama.cpp treats "longrope" like "linear": its factors are tensors (rope_factors_long/short) and its
+  // attention factor a key of its own.
+  if (type == "linear" || type == "longrope") {
     if (factor < 0.0 || !std::isfinite(factor)) bad(f, "rope scaling factor " + std::to_string(factor) + " is invalid");
     hp.rope_global.freq_scale = factor == 0.0 ? 1.0f : static_cast<float>(1.0 / factor);
     return;
@@ -62,9 +64,10 @@ HParams HParams::from_gguf(const GgufFile& f) {
   else if (a == "qwen2") hp.arch = Arch::qwen2;
   else if (a == "qwen3") hp.arch = Arch::qwen3;
   else if (a == "gemma3") hp.arch = Arch::gemma3;
+  else if (a == "phi3") hp.arch = Arch::phi3;
   else {
     throw Exception(errc::unsupported,
-                    "'" + f.path() + "': architecture '" + a + "' is not supported (llama, qwen2, qwen3, gemma3)");
+                    "'" + f.path() + "': architecture '" + a + "' is not supported (llama, qwen2, qwen3, gemma3, phi3)");
   }
 
   hp.n_embd = positive(f, a + ".embedding_length", f.require_int(a + ".embedding_length"));
@@ -86,6 +89,13 @@ HParams HParams::from_gguf(const GgufFile& f) {
   hp.rope_global.freq_base = static_cast<float>(f.get_float(a + ".rope.freq_base").value_or(10000.0));
   if (!(hp.rope_global.freq_base > 1.0f) || !std::isfinite(hp.rope_global.freq_base)) bad(f, "rope.freq_base is invalid");
   read_rope_scaling(f, a, hp);
+  // llama.cpp reads both keys for every architecture and multiplies the attention factor into the one it
+  // passes to every RoPE (llama_context: yarn_attn_factor *= rope_attn_factor).
+  const double attn_factor = f.get_float(a + ".rope.scaling.attn_factor").value_or(1.0);
+  if (!(attn_factor > 0.0) || !std::isfinite(attn_factor)) bad(f, "rope.scaling.attn_factor is invalid");
+  hp.rope_global.attn_factor = static_cast<float>(attn_factor);
+  hp.n_ctx_orig = positive(f, a + ".rope.scaling.original_context_length",
+                           f.get_int(a + ".rope.scaling.original_context_length").value_or(hp.n_ctx_train));
 
   const auto& tokens = f.get_string_array("tokenizer.ggml.tokens");
   hp.n_vocab = f.get_int(a + ".vocab_size").value_or(tokens ? static_cast<int64_t>(tokens->size()) : 0);
@@ -104,6 +114,21 @@ HParams HParams::from_gguf(const GgufFile& f) {
     hp.ffn_act = FfnActivation::silu;
     hp.qkv_bias = hp.arch == Arch::qwen2;
     hp.qk_norm = hp.arch == Arch::qwen3;
+  } else if (hp.arch == Arch::phi3) {
+    // llama.cpp's phi3 graph: Llama's block with NeoX RoPE, Q/K/V fused in attn_qkv (or separate), gate and
+    // up fused in ffn_up. Q is multiplied by 1/sqrt(head_dim) after RoPE and Q·K is taken unscaled; doing the
+    // scaling on Q·K instead rounds differently.
+    hp.rope_layout = RopeLayout::neox;
+    hp.ffn_act = FfnActivation::silu;
+    hp.ffn_fused_gate_up = true;
+    hp.q_scale = 1.0f / std::sqrt(static_cast<float>(hp.head_dim_k));
+    hp.kq_scale = 1.0f;
+    if (hp.head_dim_v != hp.head_dim_k || hp.n_embd_q() != hp.n_embd) {
+      bad(f, "phi3 models need key_length = value_length = embedding_length / head_count");
+    }
+    // phi3.attention.sliding_window is left unread: llama.cpp disables sliding-window attention for phi3
+    // (load_arch_hparams sets n_swa = 0, "Phi SWA is currently disabled"), so every layer attends to the
+    // whole context there and here.
   } else {  // gemma3
     hp.rope_layout = RopeLayout::neox;
     hp.ffn_act = FfnActivation::gelu_tanh;
@@ -120,6 +145,7 @@ HParams HParams::from_gguf(const GgufFile& f) {
     if (hp.sliding_window > 0) {
       hp.rope_swa.freq_base = static_cast<float>(f.get_float(a + ".rope.freq_base_swa").value_or(10000.0));
       hp.rope_swa.freq_scale = 1.0f;
+      hp.rope_swa.attn_factor = hp.rope_global.attn_factor;
       const GgufValue* pattern = f.find(a + ".attention.sliding_window_pattern");
       if (pattern != nullptr && pattern->is_array) {
         if (!pattern->is_integer() || pattern->ints.size() < static_cast<size_t>(hp.n_layer)) {
@@ -143,7 +169,9 @@ std::string HParams::summary() const {
   std::ostringstream s;
   s << arch_name << ": " << n_layer << " layers, n_embd " << n_embd << ", heads " << n_head << "/" << n_head_kv
     << " x " << head_dim_k << ", n_ff " << n_ff << ", vocab " << n_vocab << ", ctx " << n_ctx_train;
+  if (n_ctx_orig != n_ctx_train) s << " (original " << n_ctx_orig << ")";
   if (sliding_window > 0) s << ", sliding window " << sliding_window;
+  if (rope_global.attn_factor != 1.0f) s << ", rope attention factor " << rope_global.attn_factor;
   return s.str();
 }
 

@@ -11,7 +11,7 @@ namespace ilre::model {
 class GgufFile;
 
 // Architectures differ only in the flags and optional tensors below, not in separate forward passes.
-enum class Arch { llama, qwen2, qwen3, gemma3 };
+enum class Arch { llama, qwen2, qwen3, gemma3, phi3 };
 
 // RoPE pairs dimension i with i+1 (llama.cpp "normal", GPT-J style) or with i + n_rot/2 ("neox").
 enum class RopeLayout { normal, neox };
@@ -20,7 +20,8 @@ enum class FfnActivation { silu, gelu_tanh };
 
 struct RopeParams {
   float freq_base = 10000.0f;
-  float freq_scale = 1.0f;  // 1/factor for linear scaling
+  float freq_scale = 1.0f;   // 1/factor for linear scaling
+  float attn_factor = 1.0f;  // multiplies every cos and sin (ggml's mscale): LongRoPE's attention factor
 };
 
 struct HParams {
@@ -40,7 +41,10 @@ struct HParams {
   RopeLayout rope_layout = RopeLayout::normal;
   RopeParams rope_global;  // full-attention layers
   RopeParams rope_swa;     // sliding-window layers (Gemma 3: base 10000)
-  bool has_rope_freq_factors = false;  // Llama 3 rope scaling, stored as the tensor rope_freqs.weight
+  // Frequency divisors per rotated pair: Llama 3's rope_freqs.weight, or Phi-3's LongRoPE rope_factors_long /
+  // rope_factors_short (whichever set the model's context selects, see Model::load).
+  bool has_rope_freq_factors = false;
+  int64_t n_ctx_orig = 0;  // rope.scaling.original_context_length (n_ctx_train when absent)
 
   int64_t sliding_window = 0;           // 0: no sliding-window layers
   std::vector<bool> layer_is_swa;       // per layer
@@ -51,6 +55,7 @@ struct HParams {
   bool qk_norm = false;      // RMSNorm on each Q and K head, before RoPE (Gemma 3, Qwen3)
   bool qkv_bias = false;     // Q, K and V projections add a bias (Qwen2)
   bool post_norms = false;   // RMSNorm after attention and after the FFN, before the residual add (Gemma)
+  bool ffn_fused_gate_up = false;  // one ffn_up tensor of 2*n_ff rows, gate rows then up rows (Phi-3)
   FfnActivation ffn_act = FfnActivation::silu;
   float final_logit_softcap = 0.0f;
 

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 
@@ -32,6 +33,12 @@ WeightMatrix matrix(const GgufFile& f, const std::string& name, int64_t n_in, in
   }
   check_computable(f, t);
   return WeightMatrix{t.type, t.data, n_in, n_out, t.row_bytes()};
+}
+
+// Rows [first, first + n) of w, in place: a ggml matrix's rows are contiguous, so a fused tensor (Phi-3's
+// attn_qkv, its gate+up ffn_up) splits into views without copying weights.
+WeightMatrix rows_of(const WeightMatrix& w, int64_t first, int64_t n) {
+  return WeightMatrix{w.type, w.data + static_cast<size_t>(first) * w.row_bytes, w.n_in, n, w.row_bytes};
 }
 
 std::vector<float> vector_f32(const GgufFile& f, const std::string& name, int64_t n) {
@@ -96,8 +103,25 @@ std::shared_ptr<const Model> Model::load(const std::string& path) {
   m->token_embd_ = matrix(f, "token_embd.weight", hp.n_embd, hp.n_vocab);
   m->output_ = f.find_tensor("output.weight") ? matrix(f, "output.weight", hp.n_embd, hp.n_vocab) : m->token_embd_;
   m->output_norm_ = vector_f32(f, "output_norm.weight", hp.n_embd);
-  if (f.find_tensor("rope_freqs.weight")) {
-    m->rope_freq_factors_ = vector_f32(f, "rope_freqs.weight", hp.n_rot / 2);
+  // llama.cpp (llama_model::get_rope_factors) prefers rope_freqs; phi3 never loads that tensor and takes
+  // rope_factors_long when the context it runs at exceeds original_context_length, else rope_factors_short.
+  // ilre runs every model at its trained context: a Session holds up to n_ctx_train tokens and ILRe's final
+  // pass keeps document positions, so the choice is n_ctx_train against the original context, i.e.
+  // llama.cpp at n_ctx = n_ctx_train (its default, n_ctx = 0). A 128k Phi-3 gets its long factors, a 4k
+  // one has none.
+  std::string factors_name;
+  if (hp.arch == Arch::phi3) {
+    factors_name = hp.n_ctx_train > hp.n_ctx_orig ? "rope_factors_long.weight" : "rope_factors_short.weight";
+  } else {
+    factors_name = "rope_freqs.weight";
+  }
+  if (f.find_tensor(factors_name)) {
+    m->rope_freq_factors_ = vector_f32(f, factors_name, hp.n_rot / 2);
+    for (float x : m->rope_freq_factors_) {
+      if (!(x > 0.0f) || !std::isfinite(x)) {
+        bad(f, "tensor '" + factors_name + "' holds a factor that is not a positive number");
+      }
+    }
     m->hparams_.has_rope_freq_factors = true;
   }
 
@@ -106,9 +130,21 @@ std::shared_ptr<const Model> Model::load(const std::string& path) {
     const std::string p = "blk." + std::to_string(il) + ".";
     LayerWeights& L = m->layers_[static_cast<size_t>(il)];
     L.attn_norm = vector_f32(f, p + "attn_norm.weight", hp.n_embd);
-    L.wq = matrix(f, p + "attn_q.weight", hp.n_embd, hp.n_embd_q());
-    L.wk = matrix(f, p + "attn_k.weight", hp.n_embd, hp.n_embd_k());
-    L.wv = matrix(f, p + "attn_v.weight", hp.n_embd, hp.n_embd_v());
+    if (f.find_tensor(p + "attn_qkv.weight")) {
+      // Rows Q, then K, then V (llama.cpp's build_qkv takes them as views at those offsets).
+      const WeightMatrix qkv =
+          matrix(f, p + "attn_qkv.weight", hp.n_embd, hp.n_embd_q() + hp.n_embd_k() + hp.n_embd_v());
+      L.wq = rows_of(qkv, 0, hp.n_embd_q());
+      L.wk = rows_of(qkv, hp.n_embd_q(), hp.n_embd_k());
+      L.wv = rows_of(qkv, hp.n_embd_q() + hp.n_embd_k(), hp.n_embd_v());
+    } else {
+      if (hp.arch == Arch::phi3 && !f.find_tensor(p + "attn_q.weight")) {
+        bad(f, "required tensor '" + p + "attn_qkv.weight' (or " + p + "attn_q/k/v.weight) is missing");
+      }
+      L.wq = matrix(f, p + "attn_q.weight", hp.n_embd, hp.n_embd_q());
+      L.wk = matrix(f, p + "attn_k.weight", hp.n_embd, hp.n_embd_k());
+      L.wv = matrix(f, p + "attn_v.weight", hp.n_embd, hp.n_embd_v());
+    }
     L.wo = matrix(f, p + "attn_output.weight", hp.n_head * hp.head_dim_v, hp.n_embd);
     if (hp.qkv_bias) {
       L.bq = vector_f32(f, p + "attn_q.bias", hp.n_embd_q());
@@ -116,8 +152,15 @@ std::shared_ptr<const Model> Model::load(const std::string& path) {
       L.bv = vector_f32(f, p + "attn_v.bias", hp.n_embd_v());
     }
     L.ffn_norm = vector_f32(f, p + "ffn_norm.weight", hp.n_embd);
-    L.gate = matrix(f, p + "ffn_gate.weight", hp.n_embd, hp.n_ff);
-    L.up = matrix(f, p + "ffn_up.weight", hp.n_embd, hp.n_ff);
+    if (hp.ffn_fused_gate_up) {
+      // ggml_swiglu on the fused product: silu of the first n_ff outputs times the last n_ff.
+      const WeightMatrix gate_up = matrix(f, p + "ffn_up.weight", hp.n_embd, 2 * hp.n_ff);
+      L.gate = rows_of(gate_up, 0, hp.n_ff);
+      L.up = rows_of(gate_up, hp.n_ff, hp.n_ff);
+    } else {
+      L.gate = matrix(f, p + "ffn_gate.weight", hp.n_embd, hp.n_ff);
+      L.up = matrix(f, p + "ffn_up.weight", hp.n_embd, hp.n_ff);
+    }
     L.down = matrix(f, p + "ffn_down.weight", hp.n_ff, hp.n_embd);
     if (hp.qk_norm) {
       L.q_norm = vector_f32(f, p + "attn_q_norm.weight", hp.head_dim_k);

@@ -14,6 +14,7 @@ namespace ilre::model {
 
 struct LayerWeights {
   std::vector<float> attn_norm;       // [n_embd]
+  // Q/K/V and gate/up may be row ranges of one fused tensor (Phi-3's attn_qkv and ffn_up).
   WeightMatrix wq;                    // n_embd -> n_head*head_dim_k
   WeightMatrix wk;                    // n_embd -> n_head_kv*head_dim_k
   WeightMatrix wv;                    // n_embd -> n_head_kv*head_dim_v
@@ -48,7 +49,8 @@ class Model {
   const WeightMatrix& token_embd() const { return token_embd_; }  // n_embd -> n_vocab rows
   const WeightMatrix& output() const { return output_; }          // tied to token_embd when absent
   const std::vector<float>& output_norm() const { return output_norm_; }
-  const std::vector<float>& rope_freq_factors() const { return rope_freq_factors_; }  // empty when absent
+  // rope_freqs.weight, or Phi-3's long or short LongRoPE factors as the context selects; empty when absent.
+  const std::vector<float>& rope_freq_factors() const { return rope_freq_factors_; }
   const LayerWeights& layer(int64_t il) const { return layers_[static_cast<size_t>(il)]; }
 
  private:

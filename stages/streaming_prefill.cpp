@@ -139,6 +139,10 @@ void StreamingPrefill::place_sink(model::KvCache& cache, int64_t first_pos) {
   for (int64_t l = 0; l < settings_.layer; ++l) {
     rows = sink_keys_[static_cast<size_t>(l)];
     forward_.apply_rope(l, rows.data(), model_.hparams().n_head_kv, turn);
+    // A RoPE attention factor (Phi-3's LongRoPE) scales what it rotates; these keys carry it already.
+    if (const float f = model_.hparams().rope(l).attn_factor; f != 1.0f) {
+      for (float& x : rows) x /= f;
+    }
     cache.overwrite_keys(l, 0, sink_rows_, rows.data(), at.data());
   }
 }

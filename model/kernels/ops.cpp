@@ -44,13 +44,14 @@ void Rope::apply(float* x, int64_t n_heads, int64_t head_dim, int32_t pos) const
     if (precise_) {
       const double inv_freq = std::pow(static_cast<double>(params_.freq_base), -2.0 * static_cast<double>(i) / static_cast<double>(n_rot_));
       const double t = static_cast<double>(params_.freq_scale) * static_cast<double>(pos) * inv_freq / ff;
-      cos_t[static_cast<size_t>(i)] = static_cast<float>(std::cos(t));
-      sin_t[static_cast<size_t>(i)] = static_cast<float>(std::sin(t));
+      cos_t[static_cast<size_t>(i)] = static_cast<float>(std::cos(t) * params_.attn_factor);
+      sin_t[static_cast<size_t>(i)] = static_cast<float>(std::sin(t) * params_.attn_factor);
       continue;
     }
+    // ggml rounds cos and sin to float before scaling them by the attention factor (rope_yarn).
     const float t = params_.freq_scale * (theta / ff);
-    cos_t[static_cast<size_t>(i)] = std::cos(t);
-    sin_t[static_cast<size_t>(i)] = std::sin(t);
+    cos_t[static_cast<size_t>(i)] = std::cos(t) * params_.attn_factor;
+    sin_t[static_cast<size_t>(i)] = std::sin(t) * params_.attn_factor;
     theta *= theta_scale_;
   }
   const int64_t stride = layout_ == RopeLayout::normal ? 1 : n_pairs;

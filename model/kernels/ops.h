@@ -13,7 +13,7 @@ namespace ilre::model {
 // y may alias x.
 void rms_norm(const float* x, const float* w, float* y, int64_t n, float eps);
 
-// Rotation for one (base, scale, factors) triple; thread-compatible, allocation-free per call.
+// Rotation for one set of RoPE parameters and frequency factors; thread-compatible, allocation-free per call.
 // precise = false derives the angles as ggml does (F32, repeated multiplication), which llama.cpp parity
 // needs; precise = true computes them in double, which matters at positions in the thousands (the F32 angle
 // of token 3,000 is off by ~1e-4 rad and the error grows with the position).

@@ -71,6 +71,14 @@ std::string format_chatml(const std::vector<ChatMessage>& messages, bool gen) {
   return ss.str();
 }
 
+// llama.cpp's LLM_CHAT_TEMPLATE_PHI_3: every role, system included, as its own <|role|> block, untrimmed.
+std::string format_phi3(const std::vector<ChatMessage>& messages, bool gen) {
+  std::ostringstream ss;
+  for (const ChatMessage& m : messages) ss << "<|" << m.role << "|>\n" << m.content << "<|end|>\n";
+  if (gen) ss << "<|assistant|>\n";
+  return ss.str();
+}
+
 }  // namespace
 
 std::string ChatTemplate::apply(const std::vector<ChatMessage>& messages, bool add_generation_prompt) const {
@@ -79,6 +87,7 @@ std::string ChatTemplate::apply(const std::vector<ChatMessage>& messages, bool a
     case ChatFormat::llama3: return format_llama3(messages, add_generation_prompt);
     case ChatFormat::llama2: return format_llama2(messages, add_generation_prompt);
     case ChatFormat::chatml: return format_chatml(messages, add_generation_prompt);
+    case ChatFormat::phi3: return format_phi3(messages, add_generation_prompt);
   }
   return format_chatml(messages, add_generation_prompt);
 }
@@ -87,14 +96,20 @@ ChatTemplate chat_template_for(const GgufFile& file, const HParams& hp) {
   const std::optional<std::string> tmpl = file.get_string("tokenizer.chat_template");
   if (!tmpl) {
     // No template in the file (common for base-model conversions): use the architecture's native format.
-    return {hp.arch == Arch::gemma3 ? ChatFormat::gemma : ChatFormat::chatml, false};
+    const ChatFormat native = hp.arch == Arch::gemma3 ? ChatFormat::gemma
+                              : hp.arch == Arch::phi3 ? ChatFormat::phi3
+                                                      : ChatFormat::chatml;
+    return {native, false};
   }
   const std::string& t = *tmpl;
   if (contains(t, "<start_of_turn>")) return {ChatFormat::gemma, true};
   if (contains(t, "<|start_header_id|>") && contains(t, "<|end_header_id|>")) return {ChatFormat::llama3, true};
   if (contains(t, "<|im_start|>")) return {ChatFormat::chatml, true};
   if (contains(t, "[INST]")) return {ChatFormat::llama2, true};
-  throw Exception(errc::unsupported, "'" + file.path() + "': chat template not recognised (gemma, llama3, llama2, chatml are)");
+  // After the others, as in llama.cpp's llm_chat_detect_template.
+  if (contains(t, "<|assistant|>") && contains(t, "<|end|>")) return {ChatFormat::phi3, true};
+  throw Exception(errc::unsupported,
+                  "'" + file.path() + "': chat template not recognised (gemma, llama3, llama2, chatml, phi3 are)");
 }
 
 }  // namespace ilre::model

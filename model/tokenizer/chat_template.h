@@ -15,7 +15,7 @@ struct ChatMessage {
   std::string content;
 };
 
-enum class ChatFormat { gemma, llama3, llama2, chatml };
+enum class ChatFormat { gemma, llama3, llama2, chatml, phi3 };
 
 struct ChatTemplate {
   ChatFormat format = ChatFormat::chatml;

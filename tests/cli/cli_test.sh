@@ -99,7 +99,7 @@ check "--shard wants i/K" 'expected i/K' "$ilre" ingest "${settings[@]}" --doc "
 
 # Every command on the other architectures (random-weight fixtures from scripts/make_arch_fixtures.py): the
 # answers are noise, the commands must work end to end.
-for arch in qwen2 qwen3 llama3; do
+for arch in qwen2 qwen3 llama3 phi3; do
   m="$data/arch/$arch-tiny-f32.gguf"
   check "info on $arch" "\"architecture\": \"${arch/llama3/llama}\"" "$ilre" info --model "$m"
   check "generate on $arch" '.' "$ilre" generate --model "$m" -p "Once upon a time" -n 4 --temp 0

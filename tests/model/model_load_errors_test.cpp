@@ -197,9 +197,27 @@ TEST_F(ModelLoadErrors, ValidTinyModelLoads) {
 TEST_F(ModelLoadErrors, UnsupportedArchitecture) {
   TinySpec s;
   s.arch = "mamba";
-  EXPECT_TRUE(load_fails(write(s), errc::unsupported, {"architecture 'mamba' is not supported"}));
+  EXPECT_TRUE(load_fails(write(s), errc::unsupported,
+                         {"architecture 'mamba' is not supported", "(llama, qwen2, qwen3, gemma3, phi3)"}));
   s.arch = "";
   EXPECT_TRUE(load_fails(write(s, "empty-arch.gguf"), errc::unsupported, {"architecture '' is not supported"}));
+}
+
+TEST_F(ModelLoadErrors, Phi3Layout) {
+  // phi3 keeps gate and up in one ffn_up of 2*n_ff rows: a llama-style ffn_up is refused by its shape.
+  TinySpec s;
+  s.arch = "phi3";
+  EXPECT_TRUE(load_fails(write(s), errc::bad_gguf, {"'blk.0.ffn_up.weight' has shape [32, 64], expected [32, 128]"}));
+  for (const char* name : {"blk.0.ffn_up.weight", "blk.1.ffn_up.weight"}) s.shape_override[name] = {32, 128};
+  auto m = Model::load(write(s, "phi3.gguf"));  // separate attn_q/k/v, fused gate/up
+  EXPECT_EQ(m->hparams().arch, Arch::phi3);
+  EXPECT_EQ(m->layer(1).up.n_out, 64);
+  EXPECT_EQ(m->layer(1).up.data, m->layer(1).gate.data + 64 * m->layer(1).gate.row_bytes);
+  // Neither the fused attn_qkv nor the separate projections: the message names both.
+  TinySpec t = s;
+  t.omit_tensor = "blk.1.attn_q.weight";
+  EXPECT_TRUE(load_fails(write(t, "phi3-no-q.gguf"), errc::bad_gguf,
+                         {"required tensor 'blk.1.attn_qkv.weight' (or blk.1.attn_q/k/v.weight) is missing"}));
 }
 
 TEST_F(ModelLoadErrors, MissingArchitectureKey) {
