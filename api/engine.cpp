@@ -53,9 +53,6 @@ double peak_rss_mb() {
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
-double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
 
 // configs/models/<model file stem>.yaml written by `ilre calibrate`: {layer: N, ...}.
 std::optional<int32_t> calibrated_layer(const std::string& model_path) {

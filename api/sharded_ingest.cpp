@@ -26,9 +26,6 @@ namespace fs = std::filesystem;
 namespace ilre {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
-double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
 
 // Shard k of `count`: whole segments, as even as the segments allow (the last one may be short).
 stages::ShardRange shard_range(int64_t n_tokens, int64_t segment, int k, int count) {

@@ -1,5 +1,6 @@
 #include "storage/store_merge.h"
 
+#include <optional>
 #include <system_error>
 #include <vector>
 
@@ -26,15 +27,15 @@ Result<StoreStats> merge_into(const fs::path& out, std::span<const fs::path> sha
   if (!writer) return tl::unexpected(writer.error());
   writer->begin_transaction();  // destroying the writer before commit() removes what it wrote
   std::vector<nlohmann::json> notes;
+  std::optional<StoreReader> last;
   for (const fs::path& shard : shards) {
     auto r = writer->append_store(shard, options.same_config);
     if (!r) return tl::unexpected(r.error());
     auto reader = StoreReader::open(shard);
     if (!reader) return tl::unexpected(reader.error());
     notes.push_back(reader->meta().notes);
+    last.emplace(std::move(*reader));
   }
-  auto last = StoreReader::open(shards.back());
-  if (!last) return tl::unexpected(last.error());
   if (last->has_state()) {
     auto blob = last->state();
     if (!blob) return tl::unexpected(blob.error());
