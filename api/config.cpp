@@ -57,6 +57,9 @@ std::vector<Field> fields(Config& c) {
       {"decode.seed", &c.decode.seed},
       {"decode.numerics", &c.decode.numerics},
       {"decode.kv_type", &c.decode.kv_type},
+      {"decode.dca", &c.decode.dca},
+      {"decode.dca_context", &c.decode.dca_context},
+      {"decode.context", &c.decode.context},
       {"store.key_dtype", &c.store.key_dtype},
       {"store.compression_level", &c.store.compression_level},
       {"store.segment_tokens", &c.store.segment_tokens},
@@ -180,6 +183,11 @@ Result<void> Config::validate() const {
   if (!(decode.top_p > 0.0f && decode.top_p <= 1.0f)) return invalid("decode.top_p must be in (0, 1]");
   if (!one_of(decode.numerics, {"llama_cpp", "exact"})) return invalid("decode.numerics must be llama_cpp or exact");
   if (!one_of(decode.kv_type, {"f16", "f32"})) return invalid("decode.kv_type must be f16 or f32");
+  if (!one_of(decode.dca, {"off", "auto", "on"})) return invalid("decode.dca must be off, auto or on");
+  if (decode.dca_context != 0 && (decode.dca_context < 16 || decode.dca_context > (1 << 24))) {
+    return invalid("decode.dca_context must be 0 (the model's) or in 16..16777216");
+  }
+  if (decode.context < 0 || decode.context > (1 << 24)) return invalid("decode.context must be in 0..16777216");
   if (!one_of(store.key_dtype, {"f16", "bf16"})) return invalid("store.key_dtype must be f16 or bf16");
   if (store.compression_level < 1 || store.compression_level > 19) return invalid("store.compression_level must be in 1..19");
   if (store.segment_tokens < 64) return invalid("store.segment_tokens must be >= 64");

@@ -628,6 +628,7 @@ Result<Answer> Engine::Impl::ask(const std::string& store_dir, const std::string
     }
 
     const model::SamplerParams sp = sampler_params(cfg.decode, options.sampling);
+    const model::LongContext long_context = stages::long_context_of(cfg.decode);
     engine::Pipeline p(run_name("ask"), pipeline_options(options.cancel));
     auto score = p.emplace<stages::ScoreStage>(*reader, std::move(scorer), key_transform, score_transform);
     auto pool_stage = p.emplace<stages::PoolStage>(sel);
@@ -635,10 +636,10 @@ Result<Answer> Engine::Impl::ask(const std::string& store_dir, const std::string
                                                  cfg.decode.positions == "original" ? stages::PromptPositions::original
                                                                                     : stages::PromptPositions::contiguous,
                                                  model->vocab().add_bos() ? model->vocab().bos() : -1,
-                                                 hp.n_ctx_train - max_tokens);
+                                                 model::sequence_capacity(long_context, hp.n_ctx_train) - max_tokens);
     auto decode = p.emplace<stages::DecodeStage>(*model, *pool, numerics_of(cfg.decode.numerics),
                                                  kv_type_of(cfg.decode.kv_type), settings.chunk,
-                                                 max_tokens, sp, cfg.decode.stop_at_newline);
+                                                 max_tokens, sp, cfg.decode.stop_at_newline, long_context);
     auto sink = p.emplace<AnswerSink>(options.on_token, t0);
     p.connect(score, pool_stage);
     p.connect(pool_stage, recall);
@@ -671,6 +672,7 @@ Result<Answer> Engine::Impl::ask(const std::string& store_dir, const std::string
     a.generated_tokens = sink.stage().n_;
     const stages::DecodeTotals& dt = decode.stage().totals();
     a.finish_reason = dt.stopped_at_eog || dt.stopped_at_newline || a.generated_tokens < max_tokens ? "stop" : "length";
+    a.dca = dt.dca;
     a.layer = at_layer;
     a.timings_ms = stage_timings(metrics);
     a.timings_ms["encode_query"] = encode_ms;

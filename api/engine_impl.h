@@ -21,6 +21,7 @@
 #include "ilre/engine.h"
 #include "model/kernels/compute_pool.h"
 #include "model/model.h"
+#include "stages/decode.h"
 #include "stages/prefill.h"
 #include "stages/read.h"
 #include "storage/store_types.h"
@@ -119,8 +120,10 @@ struct Engine::Impl {
   // recall.budget, capped where the compressed prompt and the answer would not fit the trained context (a
   // 1024-token default on a 512-token model); a per-request budget is not capped and errors instead.
   int64_t budget_for(int64_t n_query, int32_t max_tokens) const {
-    const int64_t ctx = model->hparams().n_ctx_train;
+    const int64_t trained = model->hparams().n_ctx_train;
     if (cfg.recall.budget > 0) {
+      // Past the trained context only where decode.dca / decode.context let the final pass go.
+      const int64_t ctx = model::sequence_capacity(stages::long_context_of(cfg.decode), trained);
       const int64_t room = std::max<int64_t>(16, ctx - n_query - max_tokens);
       if (cfg.recall.budget > room) {
         spdlog::info("recall.budget {} capped at {}: the prompt and {} answer tokens must fit the context of {}",
@@ -128,7 +131,7 @@ struct Engine::Impl {
       }
       return std::min(cfg.recall.budget, room);
     }
-    return std::max<int64_t>(16, static_cast<int64_t>(0.75 * static_cast<double>(ctx)) - n_query - max_tokens);
+    return std::max<int64_t>(16, static_cast<int64_t>(0.75 * static_cast<double>(trained)) - n_query - max_tokens);
   }
 
   // What a new store records: the model, l_R, the key shape and the settings its state depends on.

@@ -38,6 +38,7 @@ nlohmann::json to_json(const Answer& a) {
           {"generated_tokens", a.generated_tokens},
           {"layer", a.layer},
           {"finish_reason", a.finish_reason},
+          {"dca", a.dca},
           {"timings_ms", a.timings_ms},
           {"peak_rss_mb", a.peak_rss_mb}};
 }

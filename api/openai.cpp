@@ -352,6 +352,7 @@ json answer_info(const Answer& a, const char* path, const std::optional<std::str
                {"context_tokens", a.context_tokens},
                {"prompt_tokens", a.prompt_tokens},
                {"compressed", a.compressed},
+               {"dca", a.dca},
                {"l_R", a.layer},
                {"timings_ms", a.timings_ms}};
   if (document) info["document"] = *document;

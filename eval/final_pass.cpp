@@ -74,13 +74,19 @@ Answerer::Answerer(const model::Model& model, model::ComputePool& pool, const Co
     : model_(model),
       original_positions_(cfg.decode.positions == "original"),
       session_(model, pool, batch, numerics_of(cfg.decode.numerics), model::kv_type_from_name(cfg.decode.kv_type)),
+      long_context_(stages::long_context_of(cfg.decode)),
       max_tokens_(max_tokens),
       stop_at_newline_(stop_at_newline) {}
+
+int64_t Answerer::capacity() const { return model::sequence_capacity(long_context_, model_.hparams().n_ctx_train); }
 
 FinalPass Answerer::run(const std::vector<model::TokenId>& prompt, const std::vector<int32_t>& positions) {
   FinalPass f;
   f.ttft_ms = -1.0;
   session_.reset();
+  const int64_t last = positions.empty() ? static_cast<int64_t>(prompt.size()) - 1 : positions.back();
+  session_.configure(long_context_, last + max_tokens_);
+  f.dca = session_.dca().has_value();
   const auto t0 = Clock::now();
   model::GenerateOptions go;
   go.max_tokens = max_tokens_;
@@ -115,7 +121,7 @@ FinalPass Answerer::run_recalled(std::span<const model::TokenId> doc, const std:
   const model::Vocab& vocab = model_.vocab();
   retrieval::CompressedPrompt p = retrieval::compressed_prompt(recalled, idx, static_cast<int64_t>(doc.size()), query,
                                                                original_positions_, vocab.add_bos() ? vocab.bos() : -1,
-                                                               model_.hparams().n_ctx_train - max_tokens_);
+                                                               capacity() - max_tokens_);
   if (prompt_tokens) *prompt_tokens = static_cast<int64_t>(p.tokens.size());
   // Contiguous positions are the plain path's own 0..n-1.
   return original_positions_ ? run(p.tokens, p.positions) : run(p.tokens);

@@ -14,6 +14,7 @@
 #include "model/session.h"
 #include "model/transformer.h"
 #include "retrieval/prompt.h"
+#include "stages/decode.h"
 #include "stages/streaming_prefill.h"
 
 namespace ilre::eval {
@@ -55,6 +56,7 @@ struct FinalPass {
   int64_t generated = 0;
   double ttft_ms = 0.0;   // start of the pass -> first generated token
   double total_ms = 0.0;  // the whole pass, decoding included
+  bool dca = false;       // the pass ran with dual chunk attention
 };
 
 // Greedy decoding from a prompt (every method is compared on its most likely answer); the answer is its
@@ -69,11 +71,14 @@ class Answerer {
   // (decode.positions and query.chat as configured); prompt_tokens gets its length.
   FinalPass run_recalled(std::span<const model::TokenId> doc, const std::vector<int64_t>& idx,
                          const retrieval::QueryPrompt& query, int64_t* prompt_tokens = nullptr);
+  // Tokens a final pass may hold (prompt and answer) under decode.dca / decode.context.
+  int64_t capacity() const;
 
  private:
   const model::Model& model_;
   bool original_positions_;
   model::Session session_;
+  model::LongContext long_context_;
   int32_t max_tokens_;
   bool stop_at_newline_;
 };

@@ -328,7 +328,7 @@ QaMethodOutcome QaRunner::run_method(const Method& m, const MethodInputs& in, co
   QaMethodOutcome o;
   o.method = std::string(m.name());
   o.budget = m.full_context() ? 0 : budget;
-  if (m.full_context() && in.n_doc + around(query) + max_answer_tokens_ > model_.hparams().n_ctx_train) {
+  if (m.full_context() && in.n_doc + around(query) + max_answer_tokens_ > answerer_.capacity()) {
     o.skipped = true;
     return o;
   }
@@ -349,6 +349,7 @@ QaMethodOutcome QaRunner::run_method(const Method& m, const MethodInputs& in, co
   o.answer = f.text;
   o.correct = qa_correct(f.text, q);
   o.answer_ms = f.total_ms;
+  o.dca = f.dca;
   return o;
 }
 
@@ -412,7 +413,7 @@ QaContextOutcome QaRunner::run_context(const Context& ctx) {
                             .doc_tokens = ctx.tokens,
                             .question_tokens = question,
                             .words = &words_};
-      const int64_t room = hp.n_ctx_train - around(query) - max_answer_tokens_;
+      const int64_t room = answerer_.capacity() - around(query) - max_answer_tokens_;
       std::string line = ctx.name + " " + q.id + ":";
       for (const auto& m : methods_) {
         if (m->full_context()) {
@@ -468,7 +469,7 @@ void QaRunner::probe(const Context& ctx, QaContextOutcome& out) {
                                 .queries = queries[static_cast<size_t>(s_.probe_layers[li])],
                                 .n_query = static_cast<int64_t>(query.query.size()),
                                 .layout = {hp.n_head, hp.n_head_kv, hp.head_dim_k},
-                                .budget = std::min<int64_t>(b, hp.n_ctx_train - around(query) - max_answer_tokens_),
+                                .budget = std::min<int64_t>(b, answerer_.capacity() - around(query) - max_answer_tokens_),
                                 .sink = sink_,
                                 .doc_tokens = ctx.tokens,
                                 .question_tokens = question,
@@ -700,7 +701,7 @@ nlohmann::json to_json(const QaRun& r) {
         ms.push_back({{"method", m.method}, {"budget", m.budget}, {"recalled", m.recalled}, {"skipped", m.skipped}, {"cover", m.cover},
                       {"answered", m.answered}, {"answer", m.answer}, {"correct", m.correct},
                       {"prompt_tokens", m.prompt_tokens}, {"select_ms", m.select_ms}, {"answer_ms", m.answer_ms},
-                      {"spans_near_evidence", m.spans}});
+                      {"dca", m.dca}, {"spans_near_evidence", m.spans}});
       }
       qs.push_back({{"id", q.id}, {"document", q.document}, {"heldout", q.heldout}, {"question", q.question},
                     {"expected", q.answer}, {"evidence_tokens", {q.evidence.first, q.evidence.second}},

@@ -70,7 +70,7 @@ struct QaMethodOutcome {
   std::string method;
   int64_t budget = 0;       // as asked; 0: the whole context (full)
   int64_t recalled = 0;     // tokens recalled: the budget clamped so recall + query + answer fit the context
-  bool skipped = false;     // full: the context exceeds the trained window
+  bool skipped = false;     // full: the context exceeds the final pass's context (decode.dca / decode.context)
   double cover = 0.0;       // share of the evidence tokens recalled
   bool answered = false;    // a final pass ran
   std::string answer;
@@ -78,6 +78,7 @@ struct QaMethodOutcome {
   int64_t prompt_tokens = 0;
   double select_ms = 0.0;
   double answer_ms = 0.0;
+  bool dca = false;         // the final pass ran with dual chunk attention
   std::vector<TokenRange> spans;  // recalled ranges overlapping the evidence +- 256 tokens (for reading)
 };
 

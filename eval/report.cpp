@@ -109,7 +109,8 @@ nlohmann::json method_json(const MethodOutcome& m) {
                       {"ttft_ms", m.ttft_ms},
                       {"end_to_end_ms", m.end_to_end_ms},
                       {"answer_ms", m.answer_ms},
-                      {"peak_rss_mb", m.peak_rss_mb}};
+                      {"peak_rss_mb", m.peak_rss_mb},
+                      {"dca", m.dca}};
   if (!m.spans.empty()) j["spans"] = m.spans;
   return j;
 }

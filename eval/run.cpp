@@ -114,7 +114,7 @@ MethodOutcome SuiteRunner::run_method(const Method& m, const MethodInputs& in, c
                                       double prefill_ms) {
   MethodOutcome o;
   o.method = std::string(m.name());
-  const int64_t n_ctx = model_.hparams().n_ctx_train;
+  const int64_t n_ctx = answerer_.capacity();
   if (m.full_context() &&
       c.n_tokens + c.n_query + static_cast<int64_t>(query.lead.size()) + settings_.max_answer_tokens > n_ctx) {
     o.skipped = true;
@@ -133,6 +133,7 @@ MethodOutcome SuiteRunner::run_method(const Method& m, const MethodInputs& in, c
   const FinalPass f = answerer_.run_recalled(doc, idx, query, &o.prompt_tokens);
   o.answer = f.text;
   o.generated = f.generated;
+  o.dca = f.dca;
   o.score = score_answer(f.text, c.answers);
   o.ttft_ms = f.ttft_ms;
   o.answer_ms = f.total_ms;
@@ -157,8 +158,9 @@ CaseOutcome SuiteRunner::run(const CaseSpec& spec) {
   c.id = ec.id;
   c.n_tokens = ec.n_tokens;
   c.n_query = static_cast<int64_t>(query.query.size());
-  // One budget for every method; the compressed prompt plus the answer must fit the trained context.
-  const int64_t room = hp.n_ctx_train - c.n_query - static_cast<int64_t>(query.lead.size()) - settings_.max_answer_tokens;
+  // One budget for every method; the compressed prompt plus the answer must fit the final pass's context
+  // (the trained one, or more under decode.dca / decode.context).
+  const int64_t room = answerer_.capacity() - c.n_query - static_cast<int64_t>(query.lead.size()) - settings_.max_answer_tokens;
   if (room < 1) throw Exception(errc::invalid_argument, "case " + ec.id + ": the query and answer alone exceed the context");
   const int64_t wanted = settings_.budget.for_document(c.n_tokens);
   c.budget = std::min(wanted, room);

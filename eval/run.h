@@ -37,6 +37,7 @@ struct MethodOutcome {
   double end_to_end_ms = 0.0;      // shared prefill (if the method uses it) + select_ms + ttft_ms
   double answer_ms = 0.0;          // the whole final pass, decoding included
   double peak_rss_mb = 0.0;        // the process's high-water mark after this method (getrusage)
+  bool dca = false;                // the final pass ran with dual chunk attention
 };
 
 struct CaseOutcome {
@@ -45,7 +46,7 @@ struct CaseOutcome {
   int64_t n_tokens = 0;     // document tokens
   int64_t n_query = 0;      // query tokens (question + answer prefix)
   int64_t budget = 0;       // tokens every method recalled (sink included)
-  bool budget_clamped = false;  // lowered so budget + query + answer fit the trained context
+  bool budget_clamped = false;  // lowered so budget + query + answer fit the final pass's context
   std::string question;
   std::vector<std::string> answers;
   std::vector<TokenRange> required;

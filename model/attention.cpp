@@ -35,7 +35,7 @@ using Map = Eigen::Map<RowMat>;
 // cost an mmap/munmap pair each (glibc) or, once its dynamic threshold rose, fragmented the per-thread
 // arenas so that ingest RSS crept up ~2 MB per million tokens. Buffers only grow.
 struct Scratch {
-  std::vector<float> q, scores, tile, tile_v, acc;
+  std::vector<float> q, q_successive, q_inter, scores, tile, tile_v, acc, dca_scores;
   std::vector<float> row_max;
   std::vector<double> row_sum;
 };
@@ -86,16 +86,77 @@ std::pair<int64_t, int64_t> key_range(const AttentionArgs& a, const Block& b) {
   return {begin, std::max(begin, end)};
 }
 
-Map load_queries(const AttentionArgs& a, const Block& b, bool round_f16, std::vector<float>& buf) {
+Map load_queries(const AttentionArgs& a, const float* base, const Block& b, bool round_f16, std::vector<float>& buf) {
   const int64_t m = b.q_end - b.q_begin;
   float* q = grow(buf, m * a.head_dim_k);
   for (int64_t i = 0; i < m; ++i) {
-    const float* src = a.q + (b.q_begin + i) * a.ldq + b.head * a.head_dim_k;
+    const float* src = base + (b.q_begin + i) * a.ldq + b.head * a.head_dim_k;
     float* dst = q + i * a.head_dim_k;
     if (round_f16) round_through_fp16_row(src, dst, a.head_dim_k);
     else std::copy(src, src + a.head_dim_k, dst);
   }
   return Map(q, m, a.head_dim_k);
+}
+
+// DCA's rule for one query and one key: 0 same chunk, 1 the previous chunk, 2 an older one.
+int dca_region(int64_t period, int32_t q_pos, int32_t k_pos) {
+  const int64_t d = q_pos / period - k_pos / period;
+  return d <= 0 ? 0 : (d == 1 ? 1 : 2);
+}
+
+// A block's queries in the rotation each DCA region needs (only [0] without DCA), F32 [m, head_dim_k] each.
+struct BlockQueries {
+  float* data[3] = {nullptr, nullptr, nullptr};
+  int64_t m = 0;
+  int64_t dim = 0;
+  int32_t pos_min = 0;
+  int32_t pos_max = 0;
+  Map operator[](int region) const { return Map(data[region], m, dim); }
+};
+
+BlockQueries load_block_queries(const AttentionArgs& a, const Block& b, bool round_f16, Scratch& sc) {
+  BlockQueries bq;
+  bq.m = b.q_end - b.q_begin;
+  bq.dim = a.head_dim_k;
+  bq.data[0] = load_queries(a, a.q, b, round_f16, sc.q).data();
+  if (a.dca_period <= 0) return bq;
+  bq.data[1] = load_queries(a, a.q_successive, b, round_f16, sc.q_successive).data();
+  bq.data[2] = load_queries(a, a.q_inter, b, round_f16, sc.q_inter).data();
+  const auto first = a.q_pos.begin() + b.q_begin;
+  const auto [lo, hi] = std::minmax_element(first, first + bq.m);
+  bq.pos_min = *lo;
+  bq.pos_max = *hi;
+  return bq;
+}
+
+// scores [m, t] (rows ld apart) = the block's queries · keys[0, t)ᵀ, where the keys are cache slots
+// [slot0, slot0 + t). Under DCA each pair takes the query rotation of its region; a tile seldom spans two
+// regions for a whole block, and then one product serves it.
+void score_tile(const AttentionArgs& a, const Block& b, const BlockQueries& bq, const Map& keys, int64_t slot0,
+                float* scores, int64_t ld, Scratch& sc) {
+  const int64_t m = b.q_end - b.q_begin;
+  const int64_t t = keys.rows();
+  Strided out(scores, m, t, Eigen::OuterStride<>(ld));
+  if (a.dca_period <= 0) {
+    out.noalias() = bq[0] * keys.transpose();
+    return;
+  }
+  const int r_lo = dca_region(a.dca_period, bq.pos_min, a.kv_pos[static_cast<size_t>(slot0 + t - 1)]);
+  const int r_hi = dca_region(a.dca_period, bq.pos_max, a.kv_pos[static_cast<size_t>(slot0)]);
+  if (r_lo == r_hi) {
+    out.noalias() = bq[r_lo] * keys.transpose();
+    return;
+  }
+  Map part(grow(sc.dca_scores, m * t), m, t);
+  for (int r = r_lo; r <= r_hi; ++r) {
+    part.noalias() = bq[r] * keys.transpose();
+    for (int64_t i = 0; i < m; ++i) {
+      const int32_t p = a.q_pos[static_cast<size_t>(b.q_begin + i)];
+      for (int64_t j = 0; j < t; ++j) {
+        if (dca_region(a.dca_period, p, a.kv_pos[static_cast<size_t>(slot0 + j)]) == r) out(i, j) = part(i, j);
+      }
+    }
+  }
 }
 
 Map zeroed(std::vector<float>& buf, int64_t rows, int64_t cols) {
@@ -117,12 +178,12 @@ void attend_block_f16(const AttentionArgs& a, const Block& b) {
     return;
   }
   Scratch& sc = scratch();
-  const Map q = load_queries(a, b, /*round_f16=*/true, sc.q);
+  const BlockQueries q = load_block_queries(a, b, /*round_f16=*/true, sc);
   Map scores(grow(sc.scores, m * n_keys), m, n_keys);
   for (int64_t j0 = 0; j0 < n_keys; j0 += kKeyTile) {
     const int64_t t = std::min(kKeyTile, n_keys - j0);
     const Map tile = load_tile(a.k, a.kv_type, a.ldk, kvh * a.head_dim_k, a.head_dim_k, j_begin + j0, t, sc.tile);
-    scores.middleCols(j0, t).noalias() = q * tile.transpose();
+    score_tile(a, b, q, tile, j_begin + j0, scores.data() + j0, n_keys, sc);
   }
   for (int64_t i = 0; i < m; ++i) {
     const int32_t p = a.q_pos[static_cast<size_t>(b.q_begin + i)];
@@ -162,7 +223,7 @@ void attend_block_f32(const AttentionArgs& a, const Block& b) {
   const auto [j_begin, j_end] = key_range(a, b);
   Strided out(a.out + b.q_begin * a.ldo + b.head * a.head_dim_v, m, a.head_dim_v, Eigen::OuterStride<>(a.ldo));
   Scratch& sc = scratch();
-  const Map q = load_queries(a, b, /*round_f16=*/false, sc.q);
+  const BlockQueries q = load_block_queries(a, b, /*round_f16=*/false, sc);
 
   Map acc = zeroed(sc.acc, m, a.head_dim_v);
   float* row_max = grow(sc.row_max, m);
@@ -173,7 +234,7 @@ void attend_block_f32(const AttentionArgs& a, const Block& b) {
     const int64_t t = std::min(kKeyTile, j_end - j0);
     const Map kt = load_tile(a.k, a.kv_type, a.ldk, kvh * a.head_dim_k, a.head_dim_k, j0, t, sc.tile);
     Map st(grow(sc.scores, m * t), m, t);
-    st.noalias() = q * kt.transpose();
+    score_tile(a, b, q, kt, j0, st.data(), t, sc);
     const Map vt = load_tile(a.v, a.kv_type, a.ldv, kvh * a.head_dim_v, a.head_dim_v, j0, t, sc.tile_v);
     for (int64_t i = 0; i < m; ++i) {
       const int32_t p = a.q_pos[static_cast<size_t>(b.q_begin + i)];
@@ -288,7 +349,7 @@ void attention(const AttentionArgs& a, ComputePool& pool) {
       const int64_t qb = task / a.n_head;
       const Block b{task % a.n_head, qb * kQueryBlock, std::min(a.n_q, (qb + 1) * kQueryBlock)};
       if (a.kv_type == KvType::f16) attend_block_f16(a, b);
-      else if (a.ggml_order) attend_block_f32_ggml(a, b);
+      else if (a.ggml_order && a.dca_period <= 0) attend_block_f32_ggml(a, b);
       else attend_block_f32(a, b);
     }
   });

@@ -32,6 +32,13 @@ struct AttentionArgs {
   // blocked online softmax: what llama.cpp's --cache-type-k/v f32 computes, bit for bit where the cache
   // slots are llama.cpp's cells (one sequence from position 0), slower at long contexts.
   bool ggml_order = false;
+  // Dual chunk attention (model/dca.h) when dca_period > 0: q holds the queries rotated at their
+  // intra-chunk positions, q_successive and q_inter (same layout as q) at the previous-chunk and
+  // older-chunk positions, and the keys were rotated at kv_pos mod dca_period. Which query meets a key
+  // is decided by their chunks, kv_pos / dca_period against q_pos / dca_period. Not with ggml_order.
+  const float* q_successive = nullptr;
+  const float* q_inter = nullptr;
+  int64_t dca_period = 0;
 };
 
 // out = softmax(q·kᵀ·kq_scale + mask)·v per head, where key j is visible to query i iff

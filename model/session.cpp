@@ -1,6 +1,7 @@
 #include "model/session.h"
 
 #include <algorithm>
+#include <limits>
 #include <numeric>
 
 #include "ilre/error.h"
@@ -12,8 +13,29 @@ Session::Session(const Model& model, ComputePool& pool, int64_t batch, Numerics 
       forward_(model, pool, numerics),
       cache_(model.hparams(), model.hparams().n_layer,
              numerics == Numerics::exact ? KvType::f32 : kv_type.value_or(KvType::f16)),
-      batch_(batch) {
+      batch_(batch),
+      n_ctx_(model.hparams().n_ctx_train) {
   if (batch <= 0) throw Exception(errc::invalid_argument, "batch size must be positive");
+}
+
+void Session::set_dca(std::optional<Dca> dca) {
+  if (n_past_ != 0) throw Exception(errc::invalid_argument, "DCA can only change between sequences (reset() first)");
+  if (dca && !dca->valid()) throw Exception(errc::invalid_argument, "DCA needs chunk > local >= 0");
+  forward_.set_dca(dca);
+}
+
+void Session::configure(const LongContext& lc, int64_t last_pos) {
+  const int64_t trained = model_.hparams().n_ctx_train;
+  const std::optional<Dca> dca = resolve_dca(lc.dca, last_pos, lc.dca_context > 0 ? lc.dca_context : trained, trained);
+  set_dca(dca);
+  set_context(lc.context > 0 ? lc.context : (dca ? kDcaContextFactor * trained : trained));
+}
+
+void Session::set_context(int64_t n_ctx) {
+  if (n_ctx <= 0 || n_ctx > std::numeric_limits<int32_t>::max()) {
+    throw Exception(errc::invalid_argument, "context of " + std::to_string(n_ctx) + " tokens is out of range");
+  }
+  n_ctx_ = n_ctx;
 }
 
 void Session::reset() {
@@ -25,9 +47,9 @@ void Session::reset() {
 void Session::check_fits(int64_t n) const {
   const HParams& hp = model_.hparams();
   if (n == 0) throw Exception(errc::invalid_argument, "eval of an empty token list");
-  if (n_past_ + n > hp.n_ctx_train) {
-    throw Exception(errc::out_of_range, "sequence of " + std::to_string(n_past_ + n) +
-                                            " tokens exceeds the model's context of " + std::to_string(hp.n_ctx_train));
+  if (n_past_ + n > n_ctx_) {
+    throw Exception(errc::out_of_range, "sequence of " + std::to_string(n_past_ + n) + " tokens exceeds the context of " +
+                                            std::to_string(n_ctx_) + (n_ctx_ == hp.n_ctx_train ? " the model was trained on" : ""));
   }
 }
 
@@ -134,12 +156,12 @@ std::vector<TokenId> Session::generate(std::span<const TokenId> prompt, const Ge
   for (int32_t i = 0; i < options.max_tokens; ++i) {
     // Every returned token fits the context (prompt + generated <= n_ctx), as llama.cpp's generation loop:
     // a token that could not be fed back is not produced.
-    if (n_past_ >= hp.n_ctx_train) break;
+    if (n_past_ >= n_ctx_) break;
     const TokenId next = sampler.sample(last_logits_);
     if (options.stop_at_eog && model_.vocab().is_eog(next)) break;
     generated.push_back(next);
     if (options.on_token && !options.on_token(next)) break;
-    if (i + 1 == options.max_tokens || n_past_ >= hp.n_ctx_train) break;
+    if (i + 1 == options.max_tokens || n_past_ >= n_ctx_) break;
     eval(std::span<const TokenId>(&next, 1), last_logits_);
   }
   return generated;

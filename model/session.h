@@ -53,6 +53,18 @@ class Session {
   // Prefills prompt (if not empty) then samples up to max_tokens ids; returns them (EOG excluded).
   std::vector<TokenId> generate(std::span<const TokenId> prompt, const GenerateOptions& options);
 
+  // Dual chunk attention (model/dca.h) for the next sequence; only while the session is empty (after
+  // reset()), since the cached keys are rotated by it.
+  void set_dca(std::optional<Dca> dca);
+  const std::optional<Dca>& dca() const { return forward_.dca(); }
+  // Tokens the session may hold: the model's trained context unless raised (as llama.cpp's -c past
+  // n_ctx_train; past it plain RoPE meets distances it never trained on, which DCA avoids).
+  void set_context(int64_t n_ctx);
+  // Both of the above for a sequence whose last position (prompt and answer) will be last_pos, as
+  // decode.dca / decode.context ask.
+  void configure(const LongContext& lc, int64_t last_pos);
+  int64_t context() const { return n_ctx_; }
+
   int64_t n_past() const { return n_past_; }
   // Logits F32 [n_vocab] after the last token fed by eval() / eval_each() / generate().
   const std::vector<float>& last_logits() const { return last_logits_; }
@@ -68,6 +80,7 @@ class Session {
   Forward forward_;
   KvCache cache_;
   int64_t batch_;
+  int64_t n_ctx_;
   int64_t n_past_ = 0;    // tokens in the cache
   int64_t next_pos_ = 0;  // position of the next token
   std::vector<float> hidden_;

@@ -127,6 +127,26 @@ void Forward::apply_rope(int64_t il, float* x, int64_t n_heads, std::span<const 
   });
 }
 
+void Forward::dca_rope(int64_t il, std::span<const int32_t> pos, int64_t n) {
+  const HParams& hp = hparams();
+  const Dca& d = *dca_;
+  const auto width = static_cast<size_t>(n * hp.n_embd_q());
+  s_.q_successive.assign(s_.q.begin(), s_.q.begin() + static_cast<std::ptrdiff_t>(width));
+  s_.q_inter.assign(s_.q.begin(), s_.q.begin() + static_cast<std::ptrdiff_t>(width));
+  std::vector<int32_t>& p = s_.dca_pos;
+  p.resize(static_cast<size_t>(n));
+  const auto map = [&](auto&& f) {
+    for (int64_t r = 0; r < n; ++r) p[static_cast<size_t>(r)] = f(pos[static_cast<size_t>(r)]);
+  };
+  map([&](int32_t x) { return d.key_pos(x); });
+  apply_rope(il, s_.k.data(), hp.n_head_kv, p);
+  apply_rope(il, s_.q.data(), hp.n_head, p);  // intra-chunk position == key position
+  map([&](int32_t x) { return d.successive_pos(x); });
+  apply_rope(il, s_.q_successive.data(), hp.n_head, p);
+  map([&](int32_t) { return d.inter_pos(); });
+  apply_rope(il, s_.q_inter.data(), hp.n_head, p);
+}
+
 void Forward::attention_inputs(int64_t il, const float* hidden, std::span<const int32_t> pos, float* q, float* k,
                                bool rope) {
   const HParams& hp = hparams();
@@ -148,7 +168,10 @@ void Forward::layer(int64_t il, float* hidden, std::span<const int32_t> pos, KvC
   rows_parallel(n, [&](int64_t r) {
     rms_norm(hidden + r * E, L.attn_norm.data(), s_.norm.data() + r * E, E, hp.rms_eps);
   });
-  project_qkv(il, s_.norm.data(), pos, n, s_.q.data(), s_.k.data(), s_.v.data());
+  // Sliding-window layers never see a distance past their window, so DCA leaves them alone.
+  const bool dca = dca_ && !hp.is_swa(il);
+  project_qkv(il, s_.norm.data(), pos, n, s_.q.data(), s_.k.data(), s_.v.data(), /*rope=*/!dca);
+  if (dca) dca_rope(il, pos, n);
   cache.append(il, s_.k.data(), s_.v.data(), pos.data(), n);
 
   AttentionArgs a;
@@ -171,6 +194,11 @@ void Forward::layer(int64_t il, float* hidden, std::span<const int32_t> pos, KvC
   a.out = s_.attn.data();
   a.ldo = hp.n_head * hp.head_dim_v;
   a.ggml_order = numerics_ == Numerics::llama_cpp && cache.type() == KvType::f32;
+  if (dca) {
+    a.q_successive = s_.q_successive.data();
+    a.q_inter = s_.q_inter.data();
+    a.dca_period = dca_->period();
+  }
   attention(a, pool_);
 
   mm(L.wo, s_.attn.data(), n, a.ldo, s_.proj.data(), E);

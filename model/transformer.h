@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "model/kernels/compute_pool.h"
+#include "model/dca.h"
 #include "model/kv_cache.h"
 #include "model/model.h"
 #include "model/kernels/ops.h"
@@ -56,17 +57,26 @@ class Forward {
   // Applies layer il's RoPE to rows of q-like (n_heads heads) data at the given positions, in place.
   void apply_rope(int64_t il, float* x, int64_t n_heads, std::span<const int32_t> pos);
 
+  // Dual chunk attention in the full-attention layers from the next call on (model/dca.h); nullopt: plain
+  // RoPE. The cache must be filled under one setting: its keys are rotated by it.
+  void set_dca(std::optional<Dca> dca) { dca_ = dca; }
+  const std::optional<Dca>& dca() const { return dca_; }
+
   // Final norm and output projection of the given rows of hidden -> logits F32 [rows.size(), n_vocab].
   void logits(const float* hidden, std::span<const int64_t> rows, float* out);
 
  private:
   struct Scratch {
     std::vector<float> norm, q, k, v, attn, proj, gate, up;
+    std::vector<float> q_successive, q_inter;  // DCA's other two query rotations
+    std::vector<int32_t> dca_pos;
   };
   void ensure_scratch(int64_t n);
   void project_qkv(int64_t il, const float* normed, std::span<const int32_t> pos, int64_t n, float* q, float* k,
                    float* v, bool rope = true);
   void layer(int64_t il, float* hidden, std::span<const int32_t> pos, KvCache& cache);
+  // RoPE of layer il's q and k under DCA: k at its key position, q in the three rotations of its regions.
+  void dca_rope(int64_t il, std::span<const int32_t> pos, int64_t n);
   void rows_parallel(int64_t n, const std::function<void(int64_t row)>& fn);
   void mm(const WeightMatrix& w, const float* x, int64_t n, int64_t ldx, float* y, int64_t ldy);
 
@@ -74,6 +84,7 @@ class Forward {
   ComputePool& pool_;
   Numerics numerics_;
   std::vector<Rope> rope_;  // per layer (local and global layers differ in base)
+  std::optional<Dca> dca_;
   Scratch s_;
   int64_t scratch_rows_ = 0;
 };

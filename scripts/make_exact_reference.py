@@ -12,6 +12,12 @@ rounding noise. Tooling only; the C++ tests read the JSON it writes.
         --tokens-from tests/data/gemma3-270m-reference.json --out tests/data/gemma3-270m-exact.json
     /opt/refvenv/bin/python scripts/make_exact_reference.py --model ../shared/models/stories260K-f32.gguf \
         --tokens-from ../shared/golden/stories260K-f32.logits.json --out tests/data/stories260K-exact.json
+
+With --dca-context P the full-attention layers use dual chunk attention (ChunkLlama's maps, chunks cut from
+a P-token context: chunk 3P/4, local P/8), written directly per query-key pair rather than as three
+merged partial attentions:
+    /opt/refvenv/bin/python scripts/make_exact_reference.py --model tests/data/models/stories260K-f32.gguf \
+        --random-tokens 400 --dca-context 128 --greedy 0 --out tests/data/stories260K-dca-exact.json
 """
 import argparse
 import json
@@ -44,6 +50,7 @@ class Model:
         self.base = self.kv.get(f"{a}.rope.freq_base", 10000.0)
         self.window = self.kv.get(f"{a}.attention.sliding_window", 0)
         self.output = self.t.get("output.weight", self.t["token_embd.weight"])
+        self.dca_context = 0
 
     def rms(self, x, w):
         return x / np.sqrt((x * x).mean(-1, keepdims=True) + self.eps) * w
@@ -60,6 +67,23 @@ class Model:
         else:
             x0, x1 = x[:, :, 0::2], x[:, :, 1::2]
             out[:, :, 0::2], out[:, :, 1::2] = x0 * c - x1 * s, x0 * s + x1 * c
+        return out
+
+    def dca_scores(self, q, k, pos, base, neox):
+        """Scores [head, n, n] of pre-RoPE q, k under DCA: key j at j mod c; query i at i mod c for keys of
+        its own chunk, min(i mod c + c, chunk) for the previous chunk, chunk for older ones."""
+        chunk, local = self.dca_context * 3 // 4, self.dca_context // 8
+        c = chunk - local
+        kr = self.rope(k, pos % c, base, neox)
+        qs = [self.rope(q, pos % c, base, neox), self.rope(q, np.minimum(pos % c + c, chunk), base, neox),
+              self.rope(q, np.full_like(pos, chunk), base, neox)]
+        d = (pos // c)[:, None] - (pos // c)[None, :]
+        region = np.where(d <= 0, 0, np.where(d == 1, 1, 2))
+        group = self.n_head // self.n_head_kv
+        out = []
+        for hh in range(self.n_head):
+            s = [qq[:, hh] @ kr[:, hh // group].T for qq in qs]
+            out.append(np.choose(region, s))
         return out
 
     def hidden(self, tokens):
@@ -79,6 +103,7 @@ class Model:
                 q = self.rms(q, self.t[p + "attn_q_norm.weight"])
                 k = self.rms(k, self.t[p + "attn_k_norm.weight"])
             base = 10000.0 if swa else self.base
+            dca = self.dca_scores(q, k, pos, base, gemma) if self.dca_context and not swa else None
             q = self.rope(q, pos, base, neox=gemma)
             k = self.rope(k, pos, base, neox=gemma)
             scale = 1.0 / np.sqrt(d)
@@ -87,7 +112,7 @@ class Model:
                 mask |= (pos[:, None] - pos[None, :]) >= self.window
             o = np.zeros((n, self.n_head, d))
             for hh in range(self.n_head):
-                s = (q[:, hh] @ k[:, hh // group].T) * scale
+                s = (dca[hh] if dca is not None else q[:, hh] @ k[:, hh // group].T) * scale
                 s[mask] = -np.inf
                 s = np.exp(s - s.max(1, keepdims=True))
                 s /= s.sum(1, keepdims=True)
@@ -123,12 +148,21 @@ class Model:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True)
-    ap.add_argument("--tokens-from", required=True, help="JSON with cases[].tokens (a llama.cpp reference)")
+    ap.add_argument("--tokens-from", help="JSON with cases[].tokens (a llama.cpp reference)")
+    ap.add_argument("--random-tokens", type=int, default=0, help="instead: one case of N seeded random token ids")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--dca-context", type=int, default=0, help="dual chunk attention with chunks cut from this context")
     ap.add_argument("--out", required=True)
     ap.add_argument("--greedy", type=int, default=8, help="greedy tokens for prompts under 512 tokens")
     args = ap.parse_args()
     m = Model(args.model)
-    src = json.load(open(args.tokens_from, encoding="utf-8"))
+    m.dca_context = args.dca_context
+    if args.random_tokens:
+        rng = np.random.default_rng(args.seed)
+        ids = rng.integers(3, len(m.output), size=args.random_tokens).tolist()
+        src = {"cases": [{"name": f"random{args.random_tokens}", "tokens": [1] + ids[1:]}]}
+    else:
+        src = json.load(open(args.tokens_from, encoding="utf-8"))
     cases = []
     for i, c in enumerate(src["cases"]):
         tokens = list(c["tokens"])
@@ -146,6 +180,8 @@ def main() -> int:
         print(f"case {i}: {len(tokens)} tokens", file=sys.stderr)
     doc = {"model": os.path.basename(args.model), "made_with": "scripts/make_exact_reference.py (numpy float64)",
            "top_k": TOP_K, "cases": cases}
+    if args.dca_context:
+        doc["dca_context"] = args.dca_context
     with open(args.out, "w", encoding="utf-8") as f:
         json.dump(doc, f, separators=(",", ":"))
     return 0

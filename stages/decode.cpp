@@ -9,15 +9,22 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 
 }  // namespace
 
+model::LongContext long_context_of(const DecodeConfig& d) {
+  return {.dca = model::dca_mode_from_name(d.dca).value_or(model::DcaMode::automatic),
+          .dca_context = d.dca_context,
+          .context = d.context};
+}
+
 DecodeStage::DecodeStage(const model::Model& model, model::ComputePool& pool, model::Numerics numerics,
                          model::KvType kv_type, int64_t batch, int32_t max_tokens, model::SamplerParams sampler,
-                         bool stop_at_newline)
+                         bool stop_at_newline, model::LongContext long_context)
     : model_(model),
       session_(model, pool, batch, numerics, kv_type),
       sampler_(sampler),
       batch_(batch),
       max_tokens_(max_tokens),
-      stop_at_newline_(stop_at_newline) {}
+      stop_at_newline_(stop_at_newline),
+      long_context_(long_context) {}
 
 Result<void> DecodeStage::start(engine::StageContext& ctx) {
   ctx_ = &ctx;
@@ -27,12 +34,21 @@ Result<void> DecodeStage::start(engine::StageContext& ctx) {
 Result<void> DecodeStage::process(Prompt&& in, engine::Emitter<AnswerPiece>&) {
   if (prompt_) return make_error(errc::internal, "decode received a second prompt");
   if (in.tokens.empty()) return make_error(errc::invalid_argument, "the compressed prompt is empty");
-  if (static_cast<int64_t>(in.tokens.size()) + max_tokens_ > model_.hparams().n_ctx_train) {
-    return make_error(errc::out_of_range,
-                      "compressed prompt (" + std::to_string(in.tokens.size()) + " tokens) plus " +
-                          std::to_string(max_tokens_) + " answer tokens exceeds the model's context of " +
-                          std::to_string(model_.hparams().n_ctx_train) + "; lower recall.budget");
+  if (in.positions.size() != in.tokens.size()) return make_error(errc::internal, "the compressed prompt lacks positions");
+  const int64_t n = static_cast<int64_t>(in.tokens.size());
+  const int64_t last_pos = std::max<int64_t>(in.positions.back(), n - 1) + max_tokens_;
+  try {
+    session_.configure(long_context_, last_pos);
+  } catch (const Exception& e) {
+    return tl::unexpected(e.error());
   }
+  if (n + max_tokens_ > session_.context()) {
+    return make_error(errc::out_of_range,
+                      "compressed prompt (" + std::to_string(n) + " tokens) plus " + std::to_string(max_tokens_) +
+                          " answer tokens exceeds the final pass's context of " + std::to_string(session_.context()) +
+                          "; lower recall.budget (or raise decode.context, with decode.dca)");
+  }
+  totals_.dca = session_.dca().has_value();
   totals_.prompt_tokens = static_cast<int64_t>(in.tokens.size());
   if (ctx_) ctx_->add_items_in(in.tokens.size());
   prompt_ = std::move(in);

@@ -9,14 +9,20 @@
 #include <string_view>
 
 #include "engine/stage.h"
+#include "ilre/config.h"
+#include "model/dca.h"
 #include "model/sampler.h"
 #include "model/session.h"
 #include "stages/messages.h"
 
 namespace ilre::stages {
 
+// decode.dca / decode.dca_context / decode.context (names checked by Config::validate()).
+model::LongContext long_context_of(const DecodeConfig& d);
+
 struct DecodeTotals {
   int64_t prompt_tokens = 0;
+  bool dca = false;  // the final pass ran with dual chunk attention
   int64_t generated = 0;
   double prefill_seconds = 0;
   double generate_seconds = 0;
@@ -42,7 +48,8 @@ class DecodeStage {
   static constexpr std::string_view kName = "decode";
 
   DecodeStage(const model::Model& model, model::ComputePool& pool, model::Numerics numerics, model::KvType kv_type,
-              int64_t batch, int32_t max_tokens, model::SamplerParams sampler, bool stop_at_newline = false);
+              int64_t batch, int32_t max_tokens, model::SamplerParams sampler, bool stop_at_newline = false,
+              model::LongContext long_context = {});
   Result<void> start(engine::StageContext& ctx);
   Result<void> process(Prompt&& in, engine::Emitter<AnswerPiece>& out);
   Result<bool> produce(engine::Emitter<AnswerPiece>& out);
@@ -55,6 +62,7 @@ class DecodeStage {
   int64_t batch_;
   int32_t max_tokens_;
   bool stop_at_newline_;
+  model::LongContext long_context_;
   FirstLineCut line_cut_;
   std::optional<Prompt> prompt_;
   size_t prefilled_ = 0;

@@ -92,6 +92,13 @@ struct DecodeConfig {
   // K/V cache of the final pass: f16 as llama.cpp's default; f32 removes the cache's rounding (with
   // llama_cpp numerics it is llama.cpp's --cache-type-k/v f32). exact numerics always use f32.
   std::string kv_type = "f16";           // f16 | f32
+  // Dual chunk attention in the full-attention layers (ChunkLlama): auto turns it on for a sequence whose
+  // last position (prompt and answer) reaches past the trained context; on always; off never.
+  std::string dca = "auto";              // off | auto | on
+  int64_t dca_context = 0;               // context the DCA chunks are cut from; 0 = the model's trained one
+  // Tokens the final pass may hold. 0: the trained context, or 8x it when DCA runs. Larger values without
+  // DCA run plain RoPE past the trained window, as llama.cpp's -c does.
+  int64_t context = 0;
 };
 
 struct StoreConfig {

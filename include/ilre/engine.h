@@ -140,6 +140,7 @@ struct Answer {
   std::map<std::string, double> timings_ms;        // per stage busy time, "ttft" and "total"
   double peak_rss_mb = 0;
   std::string finish_reason;                       // "stop" (end of answer) or "length" (max_tokens)
+  bool dca = false;                                // the final pass ran with dual chunk attention (decode.dca)
 };
 
 // What the pipelines' stages have done since the engine opened (for a server's /metrics): busy time of

@@ -74,7 +74,9 @@ class ShardedIngest : public ::testing::Test {
       o.shard_count = count;
       auto rep = engine_->ingest_file(doc_, dirs.back(), o);
       EXPECT_TRUE(rep) << rep.error().what();
-      if (rep) EXPECT_LT(rep->tokens_added, tokens_);
+      if (rep) {
+        EXPECT_LT(rep->tokens_added, tokens_);
+      }
     }
     return dirs;
   }

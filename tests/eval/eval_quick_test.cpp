@@ -62,11 +62,13 @@ void check_cases(const QuickRun& q) {
       const MethodOutcome& o = c.methods[m];
       EXPECT_EQ(o.method, s.methods[m]);
       const bool fits = c.n_tokens + c.n_query + s.max_answer_tokens <= q.run.n_ctx_train;
+      // Past the trained window `full` runs with dual chunk attention (decode.dca: auto); nothing is skipped.
+      EXPECT_FALSE(o.skipped);
       if (o.method == "full") {
-        EXPECT_EQ(o.skipped, !fits);
-        full_ran += !o.skipped;
+        EXPECT_EQ(o.dca, !fits);
+        full_ran += !fits;
       } else {
-        EXPECT_FALSE(o.skipped);
+        EXPECT_FALSE(o.dca) << "a 192-token budget stays inside the window";
       }
       if (o.skipped) continue;
       EXPECT_EQ(o.recalled, o.method == "full" ? c.n_tokens : std::min(c.budget, c.n_tokens));
@@ -77,7 +79,7 @@ void check_cases(const QuickRun& q) {
       EXPECT_GT(o.peak_rss_mb, 0.0);
     }
   }
-  EXPECT_GT(full_ran, 0) << "the shortest length fits the 512-token context";
+  EXPECT_GT(full_ran, 0) << "1K and 2K tokens outgrow the 512-token context";
 }
 
 void check_recall(const QuickRun& q) {

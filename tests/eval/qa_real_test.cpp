@@ -144,8 +144,12 @@ TEST_F(QaReal, MissingOrChangedDocumentsAreClearErrors) {
   EXPECT_THROW(s.validate(), Exception);
 }
 
+// With plain RoPE (decode.dca: off) the final pass is held to the trained window: budgets are clamped
+// and `full` is skipped where the context does not fit.
 TEST_F(QaReal, ContextsRecallAndAnswerPerBudget) {
-  const QaRun r = run(settings());
+  Config plain = test::stories_config();
+  plain.decode.dca = "off";
+  const QaRun r = run(settings(), plain);
   ASSERT_EQ(r.contexts.size(), 2u);
   EXPECT_EQ(r.contexts[0].name, "garden");
   EXPECT_EQ(r.contexts[1].name, "all@3000");
@@ -185,6 +189,22 @@ TEST_F(QaReal, ContextsRecallAndAnswerPerBudget) {
   EXPECT_NE(md.find("Passage alone"), std::string::npos) << md;
   const nlohmann::json j = to_json(r);
   EXPECT_EQ(j["contexts"][1]["tokens"], 3000);
+}
+
+// decode.dca: auto (the default) lets the final pass run past the trained window with dual chunk
+// attention: `full` answers over the 3000-token context, and a 4096 budget recalls all of it.
+TEST_F(QaReal, PastTheWindowWithDca) {
+  const QaRun r = run(settings());
+  const QaQuestionOutcome& q = r.contexts[1].questions[0];
+  ASSERT_EQ(q.methods.size(), 3u);
+  EXPECT_FALSE(q.methods[2].skipped);
+  EXPECT_TRUE(q.methods[2].answered);
+  EXPECT_TRUE(q.methods[2].dca);
+  EXPECT_DOUBLE_EQ(q.methods[2].cover, 1.0);
+  EXPECT_EQ(q.methods[1].recalled, 3000);
+  EXPECT_TRUE(q.methods[1].dca);
+  EXPECT_FALSE(q.methods[0].dca) << "a 48-token budget stays inside the window";
+  EXPECT_FALSE(r.contexts[0].questions[0].methods[0].dca);
 }
 
 TEST_F(QaReal, EvidenceTokensSpellTheEvidence) {
