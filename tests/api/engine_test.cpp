@@ -219,6 +219,32 @@ TEST(EngineEndToEnd, ShortDocumentIsNotCompressed) {
   EXPECT_EQ(a->recalled, a->context_tokens);
 }
 
+// A budget past stories260K's 512-token context: with decode.dca auto the final pass runs the whole
+// recalled prompt with dual chunk attention; with dca off the budget is capped to fit the window.
+TEST(EngineEndToEnd, BudgetPastTheWindowRunsWithDca) {
+  Config c = stories_config();
+  c.recall.budget = 1200;
+  auto engine = open(c);
+  ASSERT_TRUE(engine);
+  const std::string dir = test::scratch_dir("dca") + "/s";
+  ASSERT_TRUE(engine->ingest_text(story(200), dir, {}));
+  auto a = engine->ask(dir, "Who went to the park?", {});
+  ASSERT_TRUE(a) << a.error().what();
+  EXPECT_TRUE(a->dca);
+  EXPECT_EQ(a->recalled, 1200);
+  EXPECT_GT(a->prompt_tokens, 512);
+  EXPECT_GT(a->generated_tokens, 0);
+
+  c.decode.dca = "off";
+  auto plain = open(c);
+  ASSERT_TRUE(plain);
+  auto b = plain->ask(dir, "Who went to the park?", {});
+  ASSERT_TRUE(b) << b.error().what();
+  EXPECT_FALSE(b->dca);
+  EXPECT_LT(b->recalled, 512);
+  EXPECT_LE(b->prompt_tokens + c.decode.max_tokens, 512);
+}
+
 TEST(EngineFaults, BadInputsGetClearErrors) {
   auto engine = open(stories_config());
   const std::string base = test::scratch_dir("faults");
