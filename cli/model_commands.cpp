@@ -12,6 +12,7 @@
 #include "ilre/error.h"
 #include "model/tokenizer/chat_template.h"
 #include "model/kernels/ggml_cpu.h"
+#include "model/dca.h"
 #include "model/model.h"
 #include "model/gguf/model_path.h"
 #include "model/kernels/quant_kernels.h"
@@ -99,6 +100,10 @@ void register_info(CLI::App& app) {
     j["architecture"] = hp.arch_name;
     j["summary"] = hp.summary();
     j["fingerprint"] = m->fingerprint();
+    // What decode.dca (auto: for sequences past the trained context) would cut the final pass into.
+    const model::Dca dca = model::Dca::for_context(hp.n_ctx_train);
+    j["dca"] = {{"trained_context", hp.n_ctx_train}, {"chunk", dca.chunk}, {"local", dca.local},
+                {"layers", hp.sliding_window > 0 ? "full-attention layers only" : "every layer"}};
     j["n_tensors"] = m->file().tensors().size();
     j["bos"] = m->vocab().bos();
     j["eos"] = m->vocab().eos();

@@ -37,18 +37,17 @@ TEST(InterruptGuardDeathTest, StuckCommandExitsAfterTheGrace) {
 // A command that ends within the grace period ends normally: the guard's exit never fires after it.
 TEST(InterruptGuardDeathTest, FinishedCommandIsNotKilled) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
-  EXPECT_EXIT(
-      {
-        {
-          CancelHandle h;
-          InterruptGuard g(h, 300ms);
-          raise(SIGTERM);
-          std::this_thread::sleep_for(50ms);
-        }
-        std::this_thread::sleep_for(600ms);
-        std::_Exit(7);
-      },
-      ::testing::ExitedWithCode(7), "");
+  const auto finish_early = [] {
+    {
+      CancelHandle h;
+      InterruptGuard g(h, 300ms);
+      raise(SIGTERM);
+      std::this_thread::sleep_for(50ms);
+    }
+    std::this_thread::sleep_for(600ms);
+    std::_Exit(7);
+  };
+  EXPECT_EXIT(finish_early(), ::testing::ExitedWithCode(7), "");
 }
 
 }  // namespace
