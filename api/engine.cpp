@@ -53,7 +53,6 @@ double peak_rss_mb() {
 
 namespace {
 
-
 // configs/models/<model file stem>.yaml written by `ilre calibrate`: {layer: N, ...}.
 std::optional<int32_t> calibrated_layer(const std::string& model_path) {
   const std::string stem = fs::path(model_path).stem().string();

@@ -26,7 +26,6 @@ namespace fs = std::filesystem;
 namespace ilre {
 namespace {
 
-
 // Shard k of `count`: whole segments, as even as the segments allow (the last one may be short).
 stages::ShardRange shard_range(int64_t n_tokens, int64_t segment, int k, int count) {
   const int64_t n_segments = (n_tokens + segment - 1) / segment;

@@ -58,10 +58,16 @@ struct LongContext {
 // the machine while leaving DCA's published range (ChunkLlama: 4K-trained Llama 2 at 100K+) in reach.
 constexpr int64_t kDcaContextFactor = 8;
 
-// The most tokens a sequence may hold under these settings (what a compressed prompt is cut to).
-inline int64_t sequence_capacity(const LongContext& lc, int64_t n_ctx_train) {
+// The most tokens a sequence may hold: decode.context when set, else the trained context, or
+// kDcaContextFactor x it when the sequence runs with DCA.
+inline int64_t context_for(const LongContext& lc, bool with_dca, int64_t n_ctx_train) {
   if (lc.context > 0) return lc.context;
-  return lc.dca == DcaMode::off ? n_ctx_train : kDcaContextFactor * n_ctx_train;
+  return with_dca ? kDcaContextFactor * n_ctx_train : n_ctx_train;
+}
+
+// The most tokens any sequence may hold under these settings (what a compressed prompt is cut to).
+inline int64_t sequence_capacity(const LongContext& lc, int64_t n_ctx_train) {
+  return context_for(lc, lc.dca != DcaMode::off, n_ctx_train);
 }
 
 // Whether a sequence whose last position is last_pos (prompt plus the tokens still to be generated) runs

@@ -28,7 +28,7 @@ void Session::configure(const LongContext& lc, int64_t last_pos) {
   const int64_t trained = model_.hparams().n_ctx_train;
   const std::optional<Dca> dca = resolve_dca(lc.dca, last_pos, lc.dca_context > 0 ? lc.dca_context : trained, trained);
   set_dca(dca);
-  set_context(lc.context > 0 ? lc.context : (dca ? kDcaContextFactor * trained : trained));
+  set_context(context_for(lc, dca.has_value(), trained));
 }
 
 void Session::set_context(int64_t n_ctx) {
