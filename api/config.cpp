@@ -48,6 +48,7 @@ std::vector<Field> fields(Config& c) {
       {"query.template", &c.query.template_text},
       {"query.chat", &c.query.chat},
       {"query.span_separator", &c.query.span_separator},
+      {"query.span_order", &c.query.span_order},
       {"decode.positions", &c.decode.positions},
       {"decode.max_tokens", &c.decode.max_tokens},
       {"decode.stop_at_newline", &c.decode.stop_at_newline},
@@ -177,6 +178,7 @@ Result<void> Config::validate() const {
   if (query.template_text.find("{question}") == std::string::npos) {
     return invalid("query.template must contain {question}");
   }
+  if (!one_of(query.span_order, {"document", "relevance"})) return invalid("query.span_order must be document or relevance");
   if (!one_of(decode.positions, {"contiguous", "original"})) return invalid("decode.positions must be contiguous or original");
   if (decode.max_tokens < 0) return invalid("decode.max_tokens must be >= 0");
   if (!std::isfinite(decode.temperature) || decode.temperature < 0) return invalid("decode.temperature must be >= 0");

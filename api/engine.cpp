@@ -629,7 +629,7 @@ Result<Answer> Engine::Impl::ask(const std::string& store_dir, const std::string
     const model::SamplerParams sp = sampler_params(cfg.decode, options.sampling);
     const model::LongContext long_context = stages::long_context_of(cfg.decode);
     engine::Pipeline p(run_name("ask"), pipeline_options(options.cancel));
-    auto score = p.emplace<stages::ScoreStage>(*reader, std::move(scorer), key_transform, score_transform);
+    auto score = p.emplace<stages::ScoreStage>(*reader, std::move(scorer), key_transform, score_transform, pool.get());
     auto pool_stage = p.emplace<stages::PoolStage>(sel);
     auto recall = p.emplace<stages::RecallStage>(*reader, query_prompt,
                                                  cfg.decode.positions == "original" ? stages::PromptPositions::original
@@ -689,19 +689,28 @@ Result<Completion> Engine::Impl::complete(const std::vector<int32_t>& prompt, Ge
   const auto& hp = model->hparams();
   const auto n_prompt = static_cast<int64_t>(prompt.size());
   if (n_prompt == 0) return make_error(errc::invalid_argument, "the prompt is empty");
-  if (n_prompt >= hp.n_ctx_train) {
-    return make_error(errc::out_of_range, "the prompt has " + std::to_string(n_prompt) + " tokens; the model's context is " +
-                                              std::to_string(hp.n_ctx_train));
+  // Past the trained context the sequence runs with dual chunk attention (decode.dca auto|on) up to
+  // decode.context or 8x the trained context; with decode.dca=off it stops at decode.context or the trained one.
+  const model::LongContext long_context = stages::long_context_of(cfg.decode);
+  const int64_t capacity = model::sequence_capacity(long_context, hp.n_ctx_train);
+  if (n_prompt >= capacity) {
+    return make_error(errc::out_of_range, "the prompt has " + std::to_string(n_prompt) + " tokens; the most a sequence may hold is " +
+                                              std::to_string(capacity) + " (the model was trained on " +
+                                              std::to_string(hp.n_ctx_train) + "; see decode.dca and decode.context)");
   }
   for (int32_t id : prompt) {
     if (id < 0 || id >= hp.n_vocab) return make_error(errc::out_of_range, "token id " + std::to_string(id) + " is not in the vocabulary");
   }
-  const int64_t room = hp.n_ctx_train - n_prompt;
+  // Without a max_tokens a prompt inside the trained context may fill it, not more: an unbounded answer
+  // must not switch a sequence that fits to DCA.
+  const int64_t limit = n_prompt < hp.n_ctx_train && !options.sampling.max_tokens ? std::min(capacity, hp.n_ctx_train) : capacity;
+  const int64_t room = limit - n_prompt;
   const int64_t max_tokens = std::min<int64_t>(room, options.sampling.max_tokens.value_or(static_cast<int32_t>(room)));
   const engine::CancelToken cancel = options.cancel.state()->source.token();
   return catch_to_result([&]() -> Completion {
     const int64_t batch = std::max<int64_t>(1, cfg.prefill.chunk);
     model::Session session(*model, *pool, batch, numerics_of(cfg.decode.numerics), kv_type_of(cfg.decode.kv_type));
+    session.configure(long_context, n_prompt + max_tokens - 1);
     std::vector<float> logits;
     // The prompt one batch at a time, so a cancel (a client that went away) stops a long prompt early.
     for (int64_t at = 0; at < n_prompt; at += batch) {
@@ -715,6 +724,7 @@ Result<Completion> Engine::Impl::complete(const std::vector<int32_t>& prompt, Ge
     }
     Completion c;
     c.prompt_tokens = n_prompt;
+    c.dca = session.dca().has_value();
     c.timings_ms["prompt"] = ms_since(t0);
     const auto gen_t0 = Clock::now();
     model::Sampler sampler(sampler_params(cfg.decode, options.sampling));

@@ -388,6 +388,7 @@ Response answer_directly(Engine& engine, const Request& req, const RequestContex
   if (reply.client_gone()) return reply.fail(Error{errc::cancelled, "the client went away"});
   json info = {{"path", "direct"},
                {"context_tokens", static_cast<int64_t>(prompt.size())},
+               {"dca", c->dca},
                {"l_R", engine.retrieval_layer()},
                {"timings_ms", c->timings_ms}};
   const int64_t generated = c->generated_tokens;
@@ -426,10 +427,9 @@ Response handle(Engine& engine, std::string_view body, const RequestContext& ctx
     const ModelInfo info = engine.model_info();
     const int64_t room = std::min<int64_t>(req.sampling.max_tokens.value_or(kDefaultAnswerRoom), info.context_length / 8);
     if (static_cast<int64_t>(prompt.size()) + room <= info.context_length) return answer_directly(engine, req, ctx, reply, prompt);
-    if (req.prompt_ids) {
-      throw Exception(errc::out_of_range, "a prompt of token ids must fit the model's context (" +
-                                              std::to_string(info.context_length) + " tokens)");
-    }
+    // Token ids cannot be split into a document and a question: past the trained context they run whole,
+    // with dual chunk attention (Engine::complete refuses what not even that may hold).
+    if (req.prompt_ids) return answer_directly(engine, req, ctx, reply, prompt);
     Split split;
     if (kind == Kind::chat) {
       split = split_chat(req.messages);

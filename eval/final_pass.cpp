@@ -114,14 +114,15 @@ FinalPass Answerer::run(const std::vector<model::TokenId>& prompt, const std::ve
 }
 
 FinalPass Answerer::run_recalled(std::span<const model::TokenId> doc, const std::vector<int64_t>& idx,
-                                 const retrieval::QueryPrompt& query, int64_t* prompt_tokens) {
+                                 const retrieval::QueryPrompt& query, int64_t* prompt_tokens,
+                                 std::span<const float> relevance) {
   std::vector<model::TokenId> recalled;
   recalled.reserve(idx.size());
   for (int64_t i : idx) recalled.push_back(doc[static_cast<size_t>(i)]);
   const model::Vocab& vocab = model_.vocab();
   retrieval::CompressedPrompt p = retrieval::compressed_prompt(recalled, idx, static_cast<int64_t>(doc.size()), query,
                                                                original_positions_, vocab.add_bos() ? vocab.bos() : -1,
-                                                               capacity() - max_tokens_);
+                                                               capacity() - max_tokens_, relevance);
   if (prompt_tokens) *prompt_tokens = static_cast<int64_t>(p.tokens.size());
   // Contiguous positions are the plain path's own 0..n-1.
   return original_positions_ ? run(p.tokens, p.positions) : run(p.tokens);

@@ -68,9 +68,11 @@ class Answerer {
   // positions empty: contiguous 0..prompt-1; else one per prompt token.
   FinalPass run(const std::vector<model::TokenId>& prompt, const std::vector<int32_t>& positions = {});
   // The compressed prompt `ilre ask` would build from the document tokens at the sorted positions idx
-  // (decode.positions and query.chat as configured); prompt_tokens gets its length.
+  // (decode.positions, query.chat and query.span_order as configured; relevance: one selection score per
+  // index, or empty); prompt_tokens gets its length.
   FinalPass run_recalled(std::span<const model::TokenId> doc, const std::vector<int64_t>& idx,
-                         const retrieval::QueryPrompt& query, int64_t* prompt_tokens = nullptr);
+                         const retrieval::QueryPrompt& query, int64_t* prompt_tokens = nullptr,
+                         std::span<const float> relevance = {});
   // Tokens a final pass may hold (prompt and answer) under decode.dca / decode.context.
   int64_t capacity() const;
 

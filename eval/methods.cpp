@@ -28,7 +28,7 @@ class IlreMethod : public Method {
   IlreMethod(std::string name, const Config& cfg, const model::HParams& hp, int32_t single_kernel)
       : name_(std::move(name)), cfg_(cfg), score_(retrieval::score_config(cfg, hp)), single_kernel_(single_kernel) {}
   std::string_view name() const override { return name_; }
-  std::vector<int64_t> select(const MethodInputs& in) const override {
+  std::vector<int64_t> pick(const MethodInputs& in, std::vector<float>* relevance) const override {
     std::vector<float> s = attention_scores(in, in.queries, in.n_query, score_);
     if (cfg_.recall.policy == "hybrid") {
       if (in.words == nullptr || static_cast<int64_t>(in.doc_tokens.size()) != in.n_doc) {
@@ -40,7 +40,7 @@ class IlreMethod : public Method {
     }
     retrieval::SelectionConfig sel = retrieval::selection_config(cfg_, in.budget, in.sink);
     if (single_kernel_ > 0) sel.kernels = {{single_kernel_, 1.0}};
-    return retrieval::select_tokens(s, sel);
+    return retrieval::select_tokens(s, sel, relevance);
   }
   nlohmann::json settings() const override {
     nlohmann::json kernels = single_kernel_ > 0 ? nlohmann::json::array({single_kernel_}) : nlohmann::json(cfg_.pooling.kernels);
@@ -67,7 +67,7 @@ class SnapKvMethod : public Method {
  public:
   SnapKvMethod(const model::HParams& hp, int32_t kernel) : kq_scale_(hp.kq_scale), kernel_(kernel) {}
   std::string_view name() const override { return "snapkv"; }
-  std::vector<int64_t> select(const MethodInputs& in) const override {
+  std::vector<int64_t> pick(const MethodInputs& in, std::vector<float>* /*unranked*/) const override {
     const retrieval::ScoreConfig sc{.softmax = true,
                                     .over_heads = retrieval::Aggregation::sum,
                                     .over_queries = retrieval::Aggregation::sum,
@@ -92,7 +92,7 @@ class GemFilterMethod : public Method {
  public:
   explicit GemFilterMethod(int32_t kernel) : kernel_(kernel) {}
   std::string_view name() const override { return "gemfilter"; }
-  std::vector<int64_t> select(const MethodInputs& in) const override {
+  std::vector<int64_t> pick(const MethodInputs& in, std::vector<float>* /*unranked*/) const override {
     const retrieval::ScoreConfig sc{.softmax = false,
                                     .over_heads = retrieval::Aggregation::sum,
                                     .over_queries = retrieval::Aggregation::sum,
@@ -119,7 +119,7 @@ class LagKvMethod : public Method {
  public:
   LagKvMethod(int64_t lag, bool cross) : lag_(lag), cross_(cross) {}
   std::string_view name() const override { return "lagkv"; }
-  std::vector<int64_t> select(const MethodInputs& in) const override {
+  std::vector<int64_t> pick(const MethodInputs& in, std::vector<float>* /*unranked*/) const override {
     const std::vector<float> s =
         lagkv_scores(in.keys, in.n_doc, in.layout.n_head_kv, in.layout.head_dim, in.sink, lag_, cross_);
     return top_k(s, in.budget, in.sink, lagkv_tail(in.n_doc, in.sink, lag_));
@@ -138,7 +138,7 @@ class StreamingMethod : public Method {
  public:
   std::string_view name() const override { return "streaming"; }
   bool needs_prefill() const override { return false; }
-  std::vector<int64_t> select(const MethodInputs& in) const override {
+  std::vector<int64_t> pick(const MethodInputs& in, std::vector<float>* /*unranked*/) const override {
     const int64_t budget = std::min(in.budget, in.n_doc);
     const int64_t first = std::min(in.sink, budget);
     std::vector<int64_t> out(static_cast<size_t>(budget));
@@ -155,7 +155,7 @@ class FullMethod : public Method {
   std::string_view name() const override { return "full"; }
   bool needs_prefill() const override { return false; }
   bool full_context() const override { return true; }
-  std::vector<int64_t> select(const MethodInputs& in) const override {
+  std::vector<int64_t> pick(const MethodInputs& in, std::vector<float>* /*unranked*/) const override {
     std::vector<int64_t> out(static_cast<size_t>(in.n_doc));
     std::iota(out.begin(), out.end(), int64_t{0});
     return out;

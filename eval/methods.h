@@ -72,9 +72,17 @@ class Method {
   // Recalls the whole document; the runner skips it where document + query + answer exceed the context.
   virtual bool full_context() const { return false; }
   // Sorted document indices to recall: exactly min(budget, n_doc) of them, the first `sink` among them.
-  virtual std::vector<int64_t> select(const MethodInputs& in) const = 0;
+  // relevance, when given, receives one score per index where the method ranks what it recalls (ILRe: the
+  // selection score, which query.span_order=relevance orders the prompt's spans by), else stays empty.
+  std::vector<int64_t> select(const MethodInputs& in, std::vector<float>* relevance = nullptr) const {
+    if (relevance) relevance->clear();
+    return pick(in, relevance);
+  }
   // The policy's resolved settings, for the results file.
   virtual nlohmann::json settings() const = 0;
+
+ private:
+  virtual std::vector<int64_t> pick(const MethodInputs& in, std::vector<float>* relevance) const = 0;
 };
 
 // Every method name, in report order.

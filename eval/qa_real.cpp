@@ -335,7 +335,8 @@ QaMethodOutcome QaRunner::run_method(const Method& m, const MethodInputs& in, co
   MethodInputs at = in;
   at.budget = std::min(budget, room);
   const auto t0 = Clock::now();
-  const std::vector<int64_t> idx = m.select(at);
+  std::vector<float> relevance;
+  const std::vector<int64_t> idx = m.select(at, &relevance);
   o.select_ms = ms_since(t0);
   o.recalled = static_cast<int64_t>(idx.size());
   const std::vector<TokenRange> evidence{ev};
@@ -344,7 +345,7 @@ QaMethodOutcome QaRunner::run_method(const Method& m, const MethodInputs& in, co
     if (b > ev.first - 256 && a < ev.second + 256) o.spans.emplace_back(a, b);
   }
   if (!s_.answer) return o;
-  const FinalPass f = answerer_.run_recalled(ctx, idx, query, &o.prompt_tokens);
+  const FinalPass f = answerer_.run_recalled(ctx, idx, query, &o.prompt_tokens, relevance);
   o.answered = true;
   o.answer = f.text;
   o.correct = qa_correct(f.text, q);

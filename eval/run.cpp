@@ -122,7 +122,8 @@ MethodOutcome SuiteRunner::run_method(const Method& m, const MethodInputs& in, c
     return o;
   }
   const auto t0 = Clock::now();
-  const std::vector<int64_t> idx = m.select(in);
+  std::vector<float> relevance;
+  const std::vector<int64_t> idx = m.select(in, &relevance);
   o.select_ms = ms_since(t0);
   check_selection(m, idx, in);
   o.recalled = static_cast<int64_t>(idx.size());
@@ -130,7 +131,7 @@ MethodOutcome SuiteRunner::run_method(const Method& m, const MethodInputs& in, c
   o.needle_hits = needle_hits(idx, c.required);
   if (settings_.save_spans) o.spans = stages::spans_of(idx);
 
-  const FinalPass f = answerer_.run_recalled(doc, idx, query, &o.prompt_tokens);
+  const FinalPass f = answerer_.run_recalled(doc, idx, query, &o.prompt_tokens, relevance);
   o.answer = f.text;
   o.generated = f.generated;
   o.dca = f.dca;

@@ -6,7 +6,7 @@
 #include <limits>
 #include <numeric>
 #include <string>
-#include <unordered_set>
+#include <unordered_map>
 
 #include "ilre/error.h"
 
@@ -39,8 +39,13 @@ std::vector<int64_t> quotas(const std::vector<KernelShare>& kernels, int64_t tot
   return q;
 }
 
+constexpr float kPosInf = std::numeric_limits<float>::infinity();
+
+// Recalled so far (O(budget), never O(document)), each with the score that admitted it.
+using Selected = std::unordered_map<int64_t, float>;
+
 struct Plan {
-  std::unordered_set<int64_t> selected;  // recalled so far: O(budget), never O(document)
+  Selected selected;
   std::vector<int64_t> quota;   // per kernel
   bool done = false;            // everything (or only always-kept tokens) fits the budget
 };
@@ -49,12 +54,12 @@ struct Plan {
 Plan plan_selection(const SelectionConfig& cfg, int64_t n) {
   Plan p;
   if (n <= cfg.budget) {
-    for (int64_t i = 0; i < n; ++i) p.selected.insert(i);
+    for (int64_t i = 0; i < n; ++i) p.selected.emplace(i, kPosInf);
     p.done = true;
     return p;
   }
   auto keep = [&](int64_t i) {
-    if (static_cast<int64_t>(p.selected.size()) < cfg.budget) p.selected.insert(i);
+    if (static_cast<int64_t>(p.selected.size()) < cfg.budget) p.selected.emplace(i, kPosInf);
   };
   for (int64_t i = 0; i < std::min(cfg.keep_first, n); ++i) keep(i);
   for (int64_t i = std::max<int64_t>(0, n - cfg.keep_last); i < n; ++i) keep(i);
@@ -64,20 +69,26 @@ Plan plan_selection(const SelectionConfig& cfg, int64_t n) {
 
 // Spends one kernel's quota from candidates ranked best first.
 void spend(const SelectionConfig& cfg, int32_t kernel, const std::vector<std::pair<float, int64_t>>& ranked,
-           int64_t quota, int64_t n, std::unordered_set<int64_t>& selected) {
+           int64_t quota, int64_t n, Selected& selected) {
   int64_t taken = 0;
   for (const auto& [score, center] : ranked) {
     if (taken >= quota) return;
     const int64_t r = cfg.mode == SelectionMode::pooled_topk ? 0 : kernel / 2;
     for (int64_t i = std::max<int64_t>(0, center - r); i <= std::min(n - 1, center + r) && taken < quota; ++i) {
-      if (selected.insert(i).second) ++taken;
+      if (selected.emplace(i, score).second) ++taken;
     }
   }
 }
 
-std::vector<int64_t> indices_of(const std::unordered_set<int64_t>& selected) {
-  std::vector<int64_t> out(selected.begin(), selected.end());
+std::vector<int64_t> indices_of(const Selected& selected, std::vector<float>* relevance) {
+  std::vector<int64_t> out;
+  out.reserve(selected.size());
+  for (const auto& [i, score] : selected) out.push_back(i);
   std::sort(out.begin(), out.end());
+  if (relevance) {
+    relevance->clear();
+    for (int64_t i : out) relevance->push_back(selected.at(i));
+  }
   return out;
 }
 
@@ -119,11 +130,12 @@ std::vector<float> max_pool(std::span<const float> scores, int32_t kernel) {
   return out;
 }
 
-std::vector<int64_t> select_tokens(std::span<const float> scores, const SelectionConfig& cfg) {
+std::vector<int64_t> select_tokens(std::span<const float> scores, const SelectionConfig& cfg,
+                                   std::vector<float>* relevance) {
   validate(cfg);
   const auto n = static_cast<int64_t>(scores.size());
   Plan plan = plan_selection(cfg, n);
-  if (plan.done) return indices_of(plan.selected);
+  if (plan.done) return indices_of(plan.selected, relevance);
   for (size_t t = 0; t < cfg.kernels.size(); ++t) {
     const int32_t k = cfg.kernels[t].size;
     const std::vector<float> ranked_scores =
@@ -139,7 +151,7 @@ std::vector<int64_t> select_tokens(std::span<const float> scores, const Selectio
     ranked.erase(mid, ranked.end());
     spend(cfg, k, ranked, plan.quota[t], n, plan.selected);
   }
-  return indices_of(plan.selected);
+  return indices_of(plan.selected, relevance);
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -194,10 +206,10 @@ void StreamingSelector::add(std::span<const float> block) {
   pool_ready(false);
 }
 
-std::vector<int64_t> StreamingSelector::finish() {
+std::vector<int64_t> StreamingSelector::finish(std::vector<float>* relevance) {
   pool_ready(true);
   Plan plan = plan_selection(cfg_, n_);
-  if (plan.done) return indices_of(plan.selected);
+  if (plan.done) return indices_of(plan.selected, relevance);
   for (size_t t = 0; t < cfg_.kernels.size(); ++t) {
     std::vector<std::pair<float, int64_t>> ranked;
     ranked.reserve(heaps_[t].size());
@@ -206,7 +218,7 @@ std::vector<int64_t> StreamingSelector::finish() {
               [](const auto& a, const auto& b) { return better(a.first, a.second, b.first, b.second); });
     spend(cfg_, cfg_.kernels[t].size, ranked, plan.quota[t], n_, plan.selected);
   }
-  return indices_of(plan.selected);
+  return indices_of(plan.selected, relevance);
 }
 
 }  // namespace ilre::retrieval

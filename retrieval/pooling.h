@@ -37,8 +37,11 @@ void validate(const SelectionConfig& cfg);
 std::vector<float> max_pool(std::span<const float> scores, int32_t kernel);
 
 // Whole-array selection: the sorted indices (original order) of the recalled tokens.
-// n <= budget recalls everything.
-std::vector<int64_t> select_tokens(std::span<const float> scores, const SelectionConfig& cfg);
+// n <= budget recalls everything. relevance, when given, receives for each index the score that won it its
+// place: the (pooled) score of the kernel candidate that selected it, +inf for always-kept tokens and for
+// everything when the whole document fits.
+std::vector<int64_t> select_tokens(std::span<const float> scores, const SelectionConfig& cfg,
+                                   std::vector<float>* relevance = nullptr);
 
 // The same selection fed block by block (consecutive, any sizes): keeps a (budget + keep_first + 1)-entry
 // candidate heap per kernel and a kernel-wide halo of scores, so memory is O(kernels x budget) whatever the
@@ -47,7 +50,7 @@ class StreamingSelector {
  public:
   explicit StreamingSelector(SelectionConfig cfg);
   void add(std::span<const float> block);
-  std::vector<int64_t> finish();
+  std::vector<int64_t> finish(std::vector<float>* relevance = nullptr);
   int64_t consumed() const { return n_; }
 
  private:

@@ -1,5 +1,7 @@
 #include "retrieval/prompt.h"
 
+#include <algorithm>
+#include <limits>
 
 #include "ilre/error.h"
 #include "model/tokenizer/chat_template.h"
@@ -23,6 +25,7 @@ QueryPrompt query_prompt(const Config& cfg, const model::Model& model, const std
   const model::Vocab& vocab = model.vocab();
   const std::string text = with_question(cfg, question);
   QueryPrompt q;
+  q.span_order = cfg.query.span_order == "relevance" ? SpanOrder::relevance : SpanOrder::document;
   if (!cfg.query.span_separator.empty()) q.separator = vocab.tokenize(cfg.query.span_separator, {.add_special = false});
   if (!cfg.query.chat) {
     q.query = vocab.tokenize(text, {.add_special = false});
@@ -40,14 +43,57 @@ QueryPrompt query_prompt(const Config& cfg, const model::Model& model, const std
   return q;
 }
 
+namespace {
+
+// Maximal runs of consecutive document positions, as [begin, end) indices into the recalled tokens from
+// `first` on.
+std::vector<std::pair<size_t, size_t>> runs_of(const std::vector<int64_t>& at, size_t first) {
+  std::vector<std::pair<size_t, size_t>> runs;
+  for (size_t i = first; i < at.size(); ++i) {
+    if (!runs.empty() && at[i] == at[i - 1] + 1) {
+      runs.back().second = i + 1;
+    } else {
+      runs.emplace_back(i, i + 1);
+    }
+  }
+  return runs;
+}
+
+// Ascending by each run's best relevance (stable: ties keep document order), so the best run ends the
+// document part; a run that starts the document (the attention sink) stays first.
+void order_by_relevance(std::vector<std::pair<size_t, size_t>>& runs, const std::vector<int64_t>& at,
+                        std::span<const float> relevance, int64_t document_start) {
+  const auto best = [&](const std::pair<size_t, size_t>& r) {
+    float m = -std::numeric_limits<float>::infinity();
+    for (size_t i = r.first; i < r.second; ++i) m = std::max(m, relevance[i]);
+    return m;
+  };
+  const auto from = runs.begin() + (!runs.empty() && at[runs.front().first] == document_start ? 1 : 0);
+  std::vector<std::pair<float, std::pair<size_t, size_t>>> keyed;
+  for (auto it = from; it != runs.end(); ++it) keyed.emplace_back(best(*it), *it);
+  std::stable_sort(keyed.begin(), keyed.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  for (size_t k = 0; k < keyed.size(); ++k) *(from + static_cast<std::ptrdiff_t>(k)) = keyed[k].second;
+}
+
+}  // namespace
+
 CompressedPrompt compressed_prompt(const std::vector<model::TokenId>& recalled, const std::vector<int64_t>& at,
                                    int64_t n_context, const QueryPrompt& q, bool original_positions,
-                                   model::TokenId bos, int64_t max_tokens) {
+                                   model::TokenId bos, int64_t max_tokens, std::span<const float> relevance) {
+  if (!relevance.empty() && relevance.size() != recalled.size()) {
+    throw Exception(errc::internal, "compressed prompt: one relevance per recalled token is needed");
+  }
   // The lead follows the document's BOS (position 0) so the prompt still starts as the model expects.
   const size_t lead_at = !recalled.empty() && !at.empty() && at.front() == 0 && bos >= 0 && recalled.front() == bos ? 1 : 0;
   const auto n_lead = static_cast<int64_t>(q.lead.size());
-  int64_t gaps = 0;
-  for (size_t i = 1; i < at.size(); ++i) gaps += at[i] != at[i - 1] + 1 ? 1 : 0;
+  std::vector<std::pair<size_t, size_t>> runs = runs_of(at, lead_at);
+  // Original positions keep the document's order: a reordered prompt would run positions backwards.
+  if (q.span_order == SpanOrder::relevance && !relevance.empty() && !original_positions) {
+    order_by_relevance(runs, at, relevance, static_cast<int64_t>(lead_at));
+  }
+  int64_t gaps = 0;  // boundaries between runs that are not adjacent in the document
+  for (size_t r = 1; r < runs.size(); ++r) gaps += at[runs[r].first] != at[runs[r - 1].second - 1] + 1 ? 1 : 0;
+  if (!runs.empty() && lead_at == 1 && at[runs.front().first] != 1) ++gaps;  // the BOS, then a later run
   const auto base = static_cast<int64_t>(recalled.size() + q.lead.size() + q.query.size());
   const auto n_sep = static_cast<int64_t>(q.separator.size());
   const bool separate = n_sep > 0 && (max_tokens < 0 || base + gaps * n_sep <= max_tokens);
@@ -61,11 +107,13 @@ CompressedPrompt compressed_prompt(const std::vector<model::TokenId>& recalled, 
   };
   for (size_t i = 0; i < lead_at; ++i) put(recalled[i], at[i]);
   for (int64_t i = 0; i < n_lead; ++i) put(q.lead[static_cast<size_t>(i)], static_cast<int64_t>(lead_at) + i);
-  for (size_t i = lead_at; i < recalled.size(); ++i) {
-    if (separate && i > 0 && at[i] != at[i - 1] + 1) {
-      for (int64_t k = 0; k < n_sep; ++k) put(q.separator[static_cast<size_t>(k)], at[i - 1] + n_lead + 1 + k);
+  int64_t last = lead_at > 0 ? at[0] : -1;  // document position of the last token put
+  for (const auto& [begin, end] : runs) {
+    if (separate && last >= 0 && at[begin] != last + 1) {
+      for (int64_t k = 0; k < n_sep; ++k) put(q.separator[static_cast<size_t>(k)], last + n_lead + 1 + k);
     }
-    put(recalled[i], at[i] + n_lead);
+    for (size_t i = begin; i < end; ++i) put(recalled[i], at[i] + n_lead);
+    last = at[end - 1];
   }
   for (size_t i = 0; i < q.query.size(); ++i) put(q.query[i], n_context + n_lead + static_cast<int64_t>(i));
   return p;

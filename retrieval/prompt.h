@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -13,10 +14,14 @@
 
 namespace ilre::retrieval {
 
+// query.span_order: the recalled spans in document order, or by relevance (the best last).
+enum class SpanOrder { document, relevance };
+
 struct QueryPrompt {
   std::vector<model::TokenId> lead;   // after the document's BOS; empty without query.chat
   std::vector<model::TokenId> query;  // the scoring query; ends the prompt
   std::vector<model::TokenId> separator;  // query.span_separator: between non-adjacent recalled spans
+  SpanOrder span_order = SpanOrder::document;
 };
 
 // The question inside query.template ({question} replaced), wrapped in the model's chat template when
@@ -33,9 +38,10 @@ struct CompressedPrompt {
 // Contiguous positions count 0.. over the whole prompt; original positions keep each document token's
 // position (shifted by the lead after the BOS; a separator takes the positions after the span it follows)
 // and put the query after the whole document. Separators are left out when with them the prompt would
-// exceed max_tokens (< 0: no limit).
+// exceed max_tokens (< 0: no limit). relevance (one per recalled token: the score that selected it) orders
+// the spans when q.span_order says so and positions are contiguous; without it the order is the document's.
 CompressedPrompt compressed_prompt(const std::vector<model::TokenId>& recalled, const std::vector<int64_t>& at,
                                    int64_t n_context, const QueryPrompt& q, bool original_positions,
-                                   model::TokenId bos, int64_t max_tokens = -1);
+                                   model::TokenId bos, int64_t max_tokens = -1, std::span<const float> relevance = {});
 
 }  // namespace ilre::retrieval

@@ -100,7 +100,7 @@ Result<bool> DecodeStage::produce(engine::Emitter<AnswerPiece>& out) {
   if (stop) {
     totals_.stopped_at_newline = true;
     done_ = true;
-  } else if (totals_.generated < max_tokens_ && session_.n_past() < model_.hparams().n_ctx_train) {
+  } else if (totals_.generated < max_tokens_ && session_.n_past() < session_.context()) {
     session_.eval(std::span<const model::TokenId>(&next, 1), logits_);
   } else {
     done_ = true;

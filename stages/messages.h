@@ -60,6 +60,7 @@ struct ScoreBlock {
 struct Selection {
   int64_t n_context = 0;             // document tokens scored
   std::vector<int64_t> positions;    // recalled document positions, increasing
+  std::vector<float> relevance;      // per position: the selection score that recalled it
   Selection() = default;
   Selection(Selection&&) noexcept = default;
   Selection& operator=(Selection&&) noexcept = default;

@@ -23,7 +23,7 @@ Result<void> PoolStage::process(ScoreBlock&& in, engine::Emitter<Selection>&) {
 Result<void> PoolStage::finish(engine::Emitter<Selection>& out) {
   Selection sel;
   sel.n_context = selector_.consumed();
-  sel.positions = selector_.finish();
+  sel.positions = selector_.finish(&sel.relevance);
   if (ctx_) ctx_->add_items_out(sel.positions.size());
   out.emit(std::move(sel));
   return {};

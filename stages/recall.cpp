@@ -33,7 +33,8 @@ Result<void> RecallStage::process(Selection&& in, engine::Emitter<Prompt>& out) 
   spans_ = p.spans;
   n_recalled_ = p.n_recalled;
   retrieval::CompressedPrompt cp = retrieval::compressed_prompt(*tokens, in.positions, in.n_context, query_,
-                                                                positions_ == PromptPositions::original, bos_, max_prompt_);
+                                                                positions_ == PromptPositions::original, bos_, max_prompt_,
+                                                                in.relevance);
   p.tokens = std::move(cp.tokens);
   p.positions = std::move(cp.positions);
   if (ctx_) {

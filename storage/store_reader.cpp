@@ -74,7 +74,7 @@ struct StoreReader::Impl {
                            {reinterpret_cast<uint8_t*>(out.data()), out.size() * sizeof(int32_t)}, name, "token");
   }
 
-  Result<void> read_segment(size_t i, KeyFormat want, Segment& out) const {
+  Result<void> read_segment(size_t i, KeyFormat want, Segment& out, KeyLayout prefer = KeyLayout::token_major) const {
     if (i >= manifest.segments.size()) {
       return make_error(errc::out_of_range, "segment " + std::to_string(i) + " of a store with " +
                                                 std::to_string(manifest.segments.size()));
@@ -105,6 +105,7 @@ struct StoreReader::Impl {
     out.n_tokens = info.n_tokens;
     out.key_width = width;
     out.format = want;
+    out.layout = KeyLayout::token_major;
     out.tokens.resize(static_cast<size_t>(info.n_tokens));
     if (auto r = zstd_decompress({tok_frame, info.stored_token_bytes},
                                  {reinterpret_cast<uint8_t*>(out.tokens.data()), out.tokens.size() * 4}, name, "token");
@@ -121,10 +122,24 @@ struct StoreReader::Impl {
     }
     sc.planes.resize(n_values * 2);
     if (auto r = zstd_decompress({key_frame, info.stored_key_bytes}, sc.planes, name, "key"); !r) return r;
+    // A channel_bytes segment's planes are channel-major already: interleaving them is the whole decode.
+    const bool channel_major = prefer == KeyLayout::channel_major && info.shuffle == Shuffle::channel_bytes &&
+                               (want == KeyFormat::f32 || same16);
+    if (channel_major) out.layout = KeyLayout::channel_major;
     if (want == KeyFormat::f32) {
       out.keys_16.clear();
       out.keys_f32.resize(n_values);
-      unshuffle_keys_f32(info.shuffle, dtype, sc.planes.data(), info.n_tokens, width, out.keys_f32.data());
+      if (channel_major) {  // all low bytes, then all high bytes: the `bytes` layout of [width, n_tokens]
+        unshuffle_keys_f32(Shuffle::bytes, dtype, sc.planes.data(), static_cast<int64_t>(n_values), 1, out.keys_f32.data());
+      } else {
+        unshuffle_keys_f32(info.shuffle, dtype, sc.planes.data(), info.n_tokens, width, out.keys_f32.data());
+      }
+      return {};
+    }
+    if (channel_major) {
+      out.keys_f32.clear();
+      out.keys_16.resize(n_values);
+      unshuffle_keys(Shuffle::bytes, sc.planes.data(), static_cast<int64_t>(n_values), 1, out.keys_16.data());
       return {};
     }
     out.keys_f32.clear();
@@ -204,8 +219,8 @@ Result<Segment> StoreReader::read_segment(size_t i, KeyFormat want) const {
   });
 }
 
-Result<void> StoreReader::read_segment_into(size_t i, KeyFormat want, Segment& out) const {
-  return guarded([&]() -> Result<void> { return impl_->read_segment(i, want, out); });
+Result<void> StoreReader::read_segment_into(size_t i, KeyFormat want, Segment& out, KeyLayout prefer) const {
+  return guarded([&]() -> Result<void> { return impl_->read_segment(i, want, out, prefer); });
 }
 
 Result<std::vector<int32_t>> StoreReader::segment_tokens(size_t i) const {

@@ -60,8 +60,11 @@ class StoreReader {
   // Reads, verifies (file CRC32C, header, zstd frame checksums) and decodes segment i. `want` f32 fills
   // keys_f32; f16/bf16 fill keys_16 (converted through F32 when it is not the store dtype).
   Result<Segment> read_segment(size_t i, KeyFormat want) const;
-  // Same, reusing out's buffers (the loop form: no allocation once warmed up).
-  Result<void> read_segment_into(size_t i, KeyFormat want, Segment& out) const;
+  // Same, reusing out's buffers (the loop form: no allocation once warmed up). With `prefer` channel_major,
+  // the keys of a segment stored channel-major come out channel-major (no transpose: the fastest read), in
+  // F32 or in the store's own 16-bit dtype; out.layout says which layout came out.
+  Result<void> read_segment_into(size_t i, KeyFormat want, Segment& out,
+                                 KeyLayout prefer = KeyLayout::token_major) const;
 
   // Token ids of segment i (reads and verifies only the header and token frame).
   Result<std::vector<int32_t>> segment_tokens(size_t i) const;

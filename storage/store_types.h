@@ -25,6 +25,10 @@ enum class KeyDtype : uint8_t { f16 = 1, bf16 = 2 };
 // values are converted through F32, which for f16 <-> bf16 may round).
 enum class KeyFormat : uint8_t { f32 = 0, f16 = 1, bf16 = 2 };
 
+// Order of decoded keys: token-major [n_tokens, key_width] (what every consumer takes), or channel-major
+// [key_width, n_tokens], which a channel_bytes segment decodes to without a transpose.
+enum class KeyLayout : uint8_t { token_major = 0, channel_major = 1 };
+
 // Byte layout of the 16-bit keys before zstd, chosen per segment.
 enum class Shuffle : uint8_t {
   none = 0,           // values as they are: lo,hi,lo,hi,...
@@ -123,8 +127,9 @@ struct Segment {
   int64_t n_tokens = 0;
   int32_t key_width = 0;
   KeyFormat format = KeyFormat::f32;
-  std::vector<float> keys_f32;     // F32 [n_tokens, key_width] when format == f32
-  std::vector<uint16_t> keys_16;   // F16|BF16 [n_tokens, key_width] bit patterns otherwise
+  KeyLayout layout = KeyLayout::token_major;  // of keys_f32
+  std::vector<float> keys_f32;     // F32 [n_tokens, key_width] when format == f32 ([key_width, n_tokens] if channel-major)
+  std::vector<uint16_t> keys_16;   // F16|BF16 [n_tokens, key_width] bit patterns otherwise (or channel-major)
   std::vector<int32_t> tokens;     // [n_tokens]
 };
 

@@ -76,6 +76,10 @@ struct QueryConfig {
   // so the model does not read two distant fragments as one sentence. Left out of a prompt it would push
   // past the trained context.
   std::string span_separator;
+  // Order of the recalled spans in the prompt: document (as the paper: the document's own order) |
+  // relevance (the span with the best selection score last, right before the question; the document's
+  // first span, which holds the BOS and the attention sink, stays first).
+  std::string span_order = "document";
 };
 
 struct DecodeConfig {

@@ -186,6 +186,7 @@ struct Completion {
   int64_t generated_tokens = 0;
   std::string finish_reason;    // "stop" (end of text or a stop string) or "length"
   std::map<std::string, double> timings_ms;  // "prompt", "generate", "ttft", "total"
+  bool dca = false;             // the sequence ran past the trained context with dual chunk attention
 };
 // A document's persisted keys and tokens: what `ingest` made and `ask` reads.
 struct Store {

@@ -408,11 +408,9 @@ void dequantize_row(GgmlType type, const void* src, float* dst, int64_t n) {
     case GgmlType::F32:
       std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));
       return;
-    case GgmlType::F16: {
-      const auto* h = static_cast<const uint16_t*>(src);
-      for (int64_t i = 0; i < n; ++i) dst[i] = half_to_float(h[i]);
+    case GgmlType::F16:
+      fp16_to_fp32_row(static_cast<const uint16_t*>(src), dst, n);
       return;
-    }
     case GgmlType::BF16: {
       const auto* h = static_cast<const uint16_t*>(src);
       for (int64_t i = 0; i < n; ++i) dst[i] = bf16_bits_to_float(h[i]);

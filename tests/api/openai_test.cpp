@@ -88,9 +88,46 @@ TEST_F(OpenAiTest, CompleteHonoursOverridesAndStops) {
   GenerateOptions bad;
   bad.sampling.top_p = 0.0f;
   EXPECT_EQ(engine_->complete(*prompt, bad).error().code, errc::invalid_argument);
-  std::vector<int32_t> too_long(600, 5);
+  std::vector<int32_t> too_long(8 * 512, 5);  // past 8x the trained context: not even DCA may hold it
   EXPECT_EQ(engine_->complete(too_long, o).error().code, errc::out_of_range);
   EXPECT_EQ(engine_->complete({99999}, o).error().code, errc::out_of_range);
+}
+
+// stories260K is trained on 512 tokens: a longer prompt runs with dual chunk attention (decode.dca auto)
+// and generates all it was asked for; with decode.dca=off it is refused; a prompt that fits does not
+// switch to DCA for want of a max_tokens.
+TEST_F(OpenAiTest, CompletePastTheTrainedContextRunsWithDca) {
+  auto ids = engine_->tokenize("Once upon a time, there was a little girl named Lily. ");
+  ASSERT_TRUE(ids);
+  std::vector<int32_t> prompt;
+  while (prompt.size() < 700) prompt.insert(prompt.end(), ids->begin() + 1, ids->end());
+  prompt.insert(prompt.begin(), (*ids)[0]);
+  GenerateOptions o;
+  o.sampling.max_tokens = 12;
+  o.sampling.temperature = 0.0f;
+  auto a = engine_->complete(prompt, o);
+  ASSERT_TRUE(a) << a.error().what();
+  EXPECT_TRUE(a->dca);
+  EXPECT_EQ(a->prompt_tokens, static_cast<int64_t>(prompt.size()));
+  EXPECT_EQ(a->generated_tokens, 12);
+
+  Config off = test::stories_config();
+  off.decode.dca = "off";
+  auto plain = Engine::open(off);
+  ASSERT_TRUE(plain);
+  auto refused = (*plain)->complete(prompt, o);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, errc::out_of_range);
+  EXPECT_NE(refused.error().message.find("decode.dca"), std::string::npos) << refused.error().message;
+
+  auto short_prompt = engine_->tokenize("Once upon a time");
+  ASSERT_TRUE(short_prompt);
+  GenerateOptions unbounded;
+  unbounded.sampling.temperature = 0.0f;
+  unbounded.stop = {"."};
+  auto b = engine_->complete(*short_prompt, unbounded);
+  ASSERT_TRUE(b) << b.error().what();
+  EXPECT_FALSE(b->dca);
 }
 
 TEST_F(OpenAiTest, ChatShapesAndTheLongPromptRule) {

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <random>
 
 #include "ilre/error.h"
@@ -11,13 +12,9 @@ namespace {
 
 SelectionConfig config(std::vector<KernelShare> kernels, int64_t budget, int64_t keep_first = 0, int64_t keep_last = 0,
                        SelectionMode mode = SelectionMode::pooled_topk) {
-  SelectionConfig c;
-  c.kernels = std::move(kernels);
-  c.budget = budget;
-  c.keep_first = keep_first;
-  c.keep_last = keep_last;
-  c.mode = mode;
-  return c;
+  // Designated fields: default-building the five-kernel list first trips GCC 12's -Wmaybe-uninitialized.
+  return SelectionConfig{
+      .kernels = std::move(kernels), .mode = mode, .budget = budget, .keep_first = keep_first, .keep_last = keep_last};
 }
 
 TEST(MaxPool, CentredWindowIgnoresOutOfRange) {
@@ -37,6 +34,21 @@ TEST(Selection, TwoKernelsShareTheBudget) {
   s[3] = 5;
   s[15] = 4;
   EXPECT_EQ(select_tokens(s, config({{1, 0.5}, {3, 0.5}}, 4, 1)), (std::vector<int64_t>{0, 3, 9, 10}));
+}
+
+// Each recalled token carries the score that won it its place: its kernel's pooled score, +inf when it is
+// always kept.
+TEST(Selection, RelevanceIsTheScoreThatSelectedEachToken) {
+  std::vector<float> s(20, 0.0f);
+  s[10] = 9;
+  s[3] = 5;
+  s[15] = 4;
+  std::vector<float> rel;
+  EXPECT_EQ(select_tokens(s, config({{1, 0.5}, {3, 0.5}}, 4, 1), &rel), (std::vector<int64_t>{0, 3, 9, 10}));
+  // 0: the sink; 10 then 3 by kernel 1; 9 by kernel 3, whose window around 9 holds s[10].
+  EXPECT_EQ(rel, (std::vector<float>{INFINITY, 5.0f, 9.0f, 9.0f}));
+  EXPECT_EQ(select_tokens(s, config({{1, 1.0}}, 40), &rel).size(), 20u);  // the whole document fits
+  EXPECT_EQ(rel, std::vector<float>(20, INFINITY));
 }
 
 TEST(Selection, WideKernelRecallsTheWholeSpanAroundAPeak) {
@@ -126,7 +138,9 @@ TEST(StreamingSelection, EqualsWholeArraySelectionForAnyBlocks) {
       stream.add(std::span<const float>(s.data() + i, static_cast<size_t>(len)));
       i += len;
     }
-    EXPECT_EQ(stream.finish(), select_tokens(s, cfg)) << "trial " << trial;
+    std::vector<float> rel_stream, rel_whole;
+    EXPECT_EQ(stream.finish(&rel_stream), select_tokens(s, cfg, &rel_whole)) << "trial " << trial;
+    EXPECT_EQ(rel_stream, rel_whole) << "trial " << trial;
   }
 }
 

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <memory>
 #include <numeric>
@@ -57,6 +58,32 @@ TEST(CompressedPrompt, SeparatorGoesBetweenSpansThatAreNotAdjacent) {
   EXPECT_EQ(compressed_prompt({kBos, 10, 20, 30, 31}, {0, 1, 7, 9, 10}, 50, q, false, kBos, 9).tokens,
             (std::vector<model::TokenId>{kBos, 10, 20, 30, 31, 90}));
   EXPECT_EQ(compressed_prompt({kBos, 10, 20, 30, 31}, {0, 1, 7, 9, 10}, 50, q, false, kBos, 10).tokens.size(), 10u);
+}
+
+// query.span_order=relevance: the spans in ascending order of their best relevance, so the best one meets
+// the question; the span that starts the document (BOS, sink) stays first; ties keep document order.
+TEST(CompressedPrompt, RelevanceOrderPutsTheBestSpanLast) {
+  QueryPrompt q{.lead = {}, .query = {90}, .separator = {70}};
+  q.span_order = SpanOrder::relevance;
+  const std::vector<model::TokenId> recalled{kBos, 10, 20, 21, 30, 40};
+  const std::vector<int64_t> at{0, 1, 7, 8, 12, 20};  // spans [0,2) [7,9) [12,13) [20,21)
+  const std::vector<float> rel{INFINITY, INFINITY, 2.0f, 9.0f, 1.0f, 2.0f};
+  const CompressedPrompt c = compressed_prompt(recalled, at, 50, q, false, kBos, -1, rel);
+  EXPECT_EQ(c.tokens, (std::vector<model::TokenId>{kBos, 10, 70, 30, 70, 40, 70, 20, 21, 90}));
+  std::vector<int32_t> sequential(c.tokens.size());
+  std::iota(sequential.begin(), sequential.end(), 0);
+  EXPECT_EQ(c.positions, sequential);
+  // Document order without relevance, with original positions, or with span_order=document.
+  const std::vector<model::TokenId> in_order{kBos, 10, 70, 20, 21, 70, 30, 70, 40, 90};
+  EXPECT_EQ(compressed_prompt(recalled, at, 50, q, false, kBos).tokens, in_order);
+  EXPECT_EQ(compressed_prompt(recalled, at, 50, q, true, kBos, -1, rel).tokens, in_order);
+  q.span_order = SpanOrder::document;
+  EXPECT_EQ(compressed_prompt(recalled, at, 50, q, false, kBos, -1, rel).tokens, in_order);
+  // A selection without the document's start reorders every span.
+  q.span_order = SpanOrder::relevance;
+  q.separator.clear();
+  EXPECT_EQ(compressed_prompt({20, 21, 30}, {7, 8, 12}, 50, q, false, kBos, -1, std::vector<float>{5, 5, 1}).tokens,
+            (std::vector<model::TokenId>{30, 20, 21, 90}));
 }
 
 struct StoriesModel {

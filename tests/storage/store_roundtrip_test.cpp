@@ -79,6 +79,47 @@ TEST(Store, RoundTripSeveralSegmentsExact) {
   }
 }
 
+// A reader that takes either layout gets channel-shuffled segments channel-major (no transpose), the
+// others token-major; both hold the same values.
+TEST(Store, ChannelMajorReadOfEveryShuffle) {
+  for (ShuffleMode mode : {ShuffleMode::channel_bytes, ShuffleMode::bytes, ShuffleMode::none}) {
+    for (KeyDtype dtype : {KeyDtype::f16, KeyDtype::bf16}) {
+      const fs::path dir = store_dir(std::string("layout-") + std::string(shuffle_mode_name(mode)) + "-" +
+                                     std::string(key_dtype_name(dtype)));
+      std::vector<float> keys;
+      WriteOptions o = fast();
+      o.shuffle = mode;
+      {
+        auto w = StoreWriter::create(dir, tiny_meta(dtype), o);
+        ASSERT_TRUE(w) << w.error().what();
+        append_segments(*w, {100, 1, 4099}, &keys);
+      }
+      auto r = StoreReader::open(dir);
+      ASSERT_TRUE(r);
+      const int32_t width = r->meta().key_width();
+      Segment seg;
+      size_t off = 0;
+      for (size_t i = 0; i < r->segments().size(); ++i) {
+        ASSERT_TRUE(r->read_segment_into(i, KeyFormat::f32, seg, KeyLayout::channel_major));
+        const bool channel = mode == ShuffleMode::channel_bytes;
+        EXPECT_EQ(seg.layout, channel ? KeyLayout::channel_major : KeyLayout::token_major);
+        const auto n = static_cast<size_t>(seg.n_tokens);
+        for (size_t t = 0; t < n; ++t) {
+          for (size_t c = 0; c < static_cast<size_t>(width); ++c) {
+            const float got = channel ? seg.keys_f32[c * n + t] : seg.keys_f32[t * width + c];
+            ASSERT_EQ(got, keys[(off + t) * width + c]) << "segment " << i << " token " << t << " channel " << c;
+          }
+        }
+        // The default read of the same reader and buffer is token-major again.
+        ASSERT_TRUE(r->read_segment_into(i, KeyFormat::f32, seg));
+        EXPECT_EQ(seg.layout, KeyLayout::token_major);
+        EXPECT_EQ(std::memcmp(seg.keys_f32.data(), keys.data() + off * width, seg.keys_f32.size() * 4), 0);
+        off += n;
+      }
+    }
+  }
+}
+
 TEST(Store, KeysRoundToTheDtype) {
   const fs::path dir = store_dir("rounding");
   auto w = StoreWriter::create(dir, tiny_meta(KeyDtype::bf16, 1, 8), fast());
