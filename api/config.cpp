@@ -36,6 +36,7 @@ std::vector<Field> fields(Config& c) {
       {"scoring.over_heads", &c.scoring.over_heads},
       {"scoring.over_queries", &c.scoring.over_queries},
       {"scoring.positions", &c.scoring.positions},
+      {"scoring.query", &c.scoring.query},
       {"pooling.kernels", &c.pooling.kernels},
       {"pooling.shares", &c.pooling.shares},
       {"pooling.mode", &c.pooling.mode},
@@ -154,6 +155,7 @@ Result<void> Config::validate() const {
   if (!one_of(scoring.over_heads, {"sum", "max"})) return invalid("scoring.over_heads must be sum or max");
   if (!one_of(scoring.over_queries, {"sum", "max"})) return invalid("scoring.over_queries must be sum or max");
   if (!one_of(scoring.positions, {"none", "absolute"})) return invalid("scoring.positions must be none or absolute");
+  if (!one_of(scoring.query, {"all", "question"})) return invalid("scoring.query must be all or question");
   if (pooling.kernels.empty()) return invalid("pooling.kernels must not be empty");
   if (pooling.kernels.size() != pooling.shares.size()) {
     return invalid("pooling.kernels and pooling.shares must have the same length");

@@ -618,7 +618,11 @@ Result<Answer> Engine::Impl::ask(const std::string& store_dir, const std::string
     }
     const double lexical_ms = ms_since(lexical_t0);
     const retrieval::ScoreConfig score_cfg = retrieval::score_config(cfg, hp);
-    retrieval::QueryScorer scorer(q, static_cast<int64_t>(query.size()), {hp.n_head, hp.n_head_kv, hp.head_dim_k}, score_cfg);
+    const auto [row0, row1] = retrieval::scoring_rows(cfg, query_prompt);  // scoring.query
+    const int64_t q_width = hp.n_head * hp.head_dim_k;
+    retrieval::QueryScorer scorer(std::span<const float>(q).subspan(static_cast<size_t>(row0 * q_width),
+                                                                    static_cast<size_t>((row1 - row0) * q_width)),
+                                  row1 - row0, {hp.n_head, hp.n_head_kv, hp.head_dim_k}, score_cfg);
 
     const retrieval::SelectionConfig sel = retrieval::selection_config(cfg, budget, settings.sink);
     const bool compressed = n_context > budget;

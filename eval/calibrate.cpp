@@ -91,12 +91,15 @@ CalibrationResult calibrate(const model::Model& model, model::ComputePool& pool,
     for (size_t k = 0; k < specs.size(); ++k) {
       const NeedleSpec& spec = specs[order[k]];
       const auto [ns, ne] = hay.needle_tokens[k];
-      const std::vector<model::TokenId> query = retrieval::query_prompt(cfg, model, spec.question).query;
-      const auto q_layers = probe.encode_query(query);
+      const retrieval::QueryPrompt qp = retrieval::query_prompt(cfg, model, spec.question);
+      const auto q_layers = probe.encode_query(qp.query);
+      const auto [row0, row1] = retrieval::scoring_rows(cfg, qp);
+      const int64_t q_width = hp.n_head * hp.head_dim_k;
       std::vector<double>& sample = r.samples.emplace_back(n_layers, 0.0);
       for (size_t l = 0; l < n_layers; ++l) {
-        retrieval::QueryScorer scorer(q_layers[l], static_cast<int64_t>(query.size()),
-                                      {hp.n_head, hp.n_head_kv, hp.head_dim_k}, score_cfg);
+        retrieval::QueryScorer scorer(std::span<const float>(q_layers[l]).subspan(static_cast<size_t>(row0 * q_width),
+                                                                                  static_cast<size_t>((row1 - row0) * q_width)),
+                                      row1 - row0, {hp.n_head, hp.n_head_kv, hp.head_dim_k}, score_cfg);
         const std::vector<float>& keys = probe.keys(static_cast<int64_t>(l));
         scorer.observe(keys.data(), probe.n_tokens());
         std::vector<float> s(static_cast<size_t>(probe.n_tokens()));

@@ -29,7 +29,14 @@ class IlreMethod : public Method {
       : name_(std::move(name)), cfg_(cfg), score_(retrieval::score_config(cfg, hp)), single_kernel_(single_kernel) {}
   std::string_view name() const override { return name_; }
   std::vector<int64_t> pick(const MethodInputs& in, std::vector<float>* relevance) const override {
-    std::vector<float> s = attention_scores(in, in.queries, in.n_query, score_);
+    std::span<const float> q = in.queries;
+    int64_t n_q = in.n_query;
+    if (cfg_.scoring.query == "question" && in.question_end > in.question_begin) {
+      const int64_t width = in.layout.n_head * in.layout.head_dim;
+      q = q.subspan(static_cast<size_t>(in.question_begin * width), static_cast<size_t>((in.question_end - in.question_begin) * width));
+      n_q = in.question_end - in.question_begin;
+    }
+    std::vector<float> s = attention_scores(in, q, n_q, score_);
     if (cfg_.recall.policy == "hybrid") {
       if (in.words == nullptr || static_cast<int64_t>(in.doc_tokens.size()) != in.n_doc) {
         throw Exception(errc::internal, "recall.policy hybrid needs the document's tokens");
@@ -47,6 +54,7 @@ class IlreMethod : public Method {
     nlohmann::json shares = single_kernel_ > 0 ? nlohmann::json::array({1.0}) : nlohmann::json(cfg_.pooling.shares);
     return {{"softmax", cfg_.scoring.softmax}, {"over_heads", cfg_.scoring.over_heads},
             {"over_queries", cfg_.scoring.over_queries}, {"positions", cfg_.scoring.positions},
+            {"query", cfg_.scoring.query},
             {"kernels", kernels}, {"shares", shares}, {"mode", cfg_.pooling.mode},
             {"keep_last", cfg_.recall.keep_last}, {"policy", cfg_.recall.policy},
             {"lexical_weight", cfg_.recall.lexical_weight}, {"lexical_window", cfg_.recall.lexical_window}};

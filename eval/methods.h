@@ -49,6 +49,9 @@ struct MethodInputs {
   std::span<const int32_t> doc_tokens{};
   std::span<const int32_t> question_tokens{};
   retrieval::WordMap* words = nullptr;
+  // queries[question_begin, question_end): the question's own rows (scoring.query = question).
+  int64_t question_begin = 0;
+  int64_t question_end = 0;
 };
 
 // Knobs of the baselines (defaults: the published code's, see each policy).

@@ -413,7 +413,9 @@ QaContextOutcome QaRunner::run_context(const Context& ctx) {
                             .sink = sink_,
                             .doc_tokens = ctx.tokens,
                             .question_tokens = question,
-                            .words = &words_};
+                            .words = &words_,
+                            .question_begin = static_cast<int64_t>(query.question_begin),
+                            .question_end = static_cast<int64_t>(query.question_end)};
       const int64_t room = answerer_.capacity() - around(query) - max_answer_tokens_;
       std::string line = ctx.name + " " + q.id + ":";
       for (const auto& m : methods_) {
@@ -474,7 +476,9 @@ void QaRunner::probe(const Context& ctx, QaContextOutcome& out) {
                                 .sink = sink_,
                                 .doc_tokens = ctx.tokens,
                                 .question_tokens = question,
-                                .words = &words_};
+                                .words = &words_,
+                                .question_begin = static_cast<int64_t>(query.question_begin),
+                                .question_end = static_cast<int64_t>(query.question_end)};
           row.push_back(needle_recall(ilre->select(in), std::vector<TokenRange>{qo.evidence}));
         }
         qo.probe_cover.push_back(std::move(row));

@@ -183,7 +183,9 @@ CaseOutcome SuiteRunner::run(const CaseSpec& spec) {
                         .sink = sink_,
                         .doc_tokens = doc,
                         .question_tokens = question,
-                        .words = &words_};
+                        .words = &words_,
+                        .question_begin = static_cast<int64_t>(query.question_begin),
+                        .question_end = static_cast<int64_t>(query.question_end)};
   for (const auto& m : methods_) c.methods.push_back(run_method(*m, in, c, doc, query, sh.ms));
   return c;
 }

@@ -19,7 +19,31 @@ std::string with_question(const Config& cfg, const std::string& question) {
   return text;
 }
 
+// Length of the common prefix of two token lists.
+size_t common_prefix(const std::vector<model::TokenId>& a, const std::vector<model::TokenId>& b) {
+  size_t n = 0;
+  while (n < a.size() && n < b.size() && a[n] == b[n]) ++n;
+  return n;
+}
+
+// The tokens of `whole` (the tokens of text) that hold text[cb, ce): where the tokens of text[0, cb) and of
+// text[0, ce) stop agreeing with it. A token that straddles a boundary counts with the question.
+void locate_question(const model::Vocab& vocab, const std::string& text, size_t cb, size_t ce, bool parse_special,
+                     QueryPrompt& q) {
+  const model::TokenizeOptions o{.add_special = false, .parse_special = parse_special};
+  q.question_begin = common_prefix(vocab.tokenize(text.substr(0, cb), o), q.query);
+  q.question_end = std::max(q.question_begin, common_prefix(vocab.tokenize(text.substr(0, ce), o), q.query));
+  if (q.question_end == q.question_begin) q.question_end = q.query.size();  // not told apart: everything
+}
+
 }  // namespace
+
+std::pair<int64_t, int64_t> scoring_rows(const Config& cfg, const QueryPrompt& q) {
+  if (cfg.scoring.query == "question" && q.question_end > q.question_begin) {
+    return {static_cast<int64_t>(q.question_begin), static_cast<int64_t>(q.question_end)};
+  }
+  return {0, static_cast<int64_t>(q.query.size())};
+}
 
 QueryPrompt query_prompt(const Config& cfg, const model::Model& model, const std::string& question) {
   const model::Vocab& vocab = model.vocab();
@@ -29,6 +53,8 @@ QueryPrompt query_prompt(const Config& cfg, const model::Model& model, const std
   if (!cfg.query.span_separator.empty()) q.separator = vocab.tokenize(cfg.query.span_separator, {.add_special = false});
   if (!cfg.query.chat) {
     q.query = vocab.tokenize(text, {.add_special = false});
+    const size_t at = cfg.query.template_text.find("{question}");  // the text before it is the template's own
+    locate_question(vocab, text, at, at + question.size(), false, q);
     return q;
   }
   const model::ChatTemplate tmpl = model::chat_template_for(model.file(), model.hparams());
@@ -39,7 +65,14 @@ QueryPrompt query_prompt(const Config& cfg, const model::Model& model, const std
   }
   // parse_special: the template's markers are special tokens, as llama-server tokenizes a rendered chat prompt.
   q.lead = vocab.tokenize(turn.substr(0, mark), {.add_special = false, .parse_special = true});
-  q.query = vocab.tokenize(turn.substr(mark + kDocumentMark.size()), {.add_special = false, .parse_special = true});
+  const std::string after = turn.substr(mark + kDocumentMark.size());
+  q.query = vocab.tokenize(after, {.add_special = false, .parse_special = true});
+  const size_t in_turn = after.find(question);
+  if (!question.empty() && in_turn != std::string::npos) {
+    locate_question(vocab, after, in_turn, in_turn + question.size(), true, q);
+  } else {
+    q.question_end = q.query.size();
+  }
   return q;
 }
 

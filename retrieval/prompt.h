@@ -22,7 +22,14 @@ struct QueryPrompt {
   std::vector<model::TokenId> query;  // the scoring query; ends the prompt
   std::vector<model::TokenId> separator;  // query.span_separator: between non-adjacent recalled spans
   SpanOrder span_order = SpanOrder::document;
+  // query[question_begin, question_end): the question's own tokens inside the template.
+  size_t question_begin = 0;
+  size_t question_end = 0;
 };
+
+// The query rows that score under scoring.query: [0, query.size()) for all, the question's for question
+// (all of them when the question's tokens could not be told apart).
+std::pair<int64_t, int64_t> scoring_rows(const Config& cfg, const QueryPrompt& q);
 
 // The question inside query.template ({question} replaced), wrapped in the model's chat template when
 // query.chat (the GGUF's template, else the architecture's; throws Exception(unsupported) for a template

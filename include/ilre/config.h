@@ -42,6 +42,9 @@ struct ScoringConfig {
   // positions. Measured on Gemma 3 270M (bench/needle_probe): absolute RoPE loses a needle 4K tokens away
   // on every sliding-window layer (trained on distances < 512); without positions all layers >= 1 find it.
   std::string positions = "none";
+  // Which query tokens score: all (question and the template around it, the paper's "question + answer
+  // prefix") | question (the question's own tokens; the template's are still run, as their context).
+  std::string query = "all";
 };
 
 struct PoolingConfig {

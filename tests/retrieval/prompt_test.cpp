@@ -103,6 +103,28 @@ TEST(QueryPrompt, PlainTemplateIsTheQueryAlone) {
   EXPECT_EQ(query_prompt(cfg, *s.model, "Who?").separator, s.model->vocab().tokenize(" ... ", {.add_special = false}));
 }
 
+// scoring.query=question scores only the question's own tokens: they spell the question, and the rows
+// are the whole query under the default.
+TEST(QueryPrompt, TheQuestionsTokensAreToldApartFromTheTemplate) {
+  StoriesModel s;
+  const model::Vocab& v = s.model->vocab();
+  for (bool chat : {false, true}) {
+    Config cfg;
+    cfg.query.chat = chat;
+    const QueryPrompt q = query_prompt(cfg, *s.model, "Who had a ball?");
+    ASSERT_LT(q.question_begin, q.question_end);
+    ASSERT_LE(q.question_end, q.query.size());
+    const std::vector<model::TokenId> own(q.query.begin() + static_cast<std::ptrdiff_t>(q.question_begin),
+                                          q.query.begin() + static_cast<std::ptrdiff_t>(q.question_end));
+    EXPECT_EQ(v.detokenize(own).find("Who had a ball?") != std::string::npos, true) << v.detokenize(own);
+    EXPECT_LT(v.detokenize(own).size(), std::string(" Who had a ball?").size() + 2) << v.detokenize(own);
+    EXPECT_EQ(scoring_rows(cfg, q), (std::pair<int64_t, int64_t>{0, static_cast<int64_t>(q.query.size())}));
+    cfg.scoring.query = "question";
+    EXPECT_EQ(scoring_rows(cfg, q), (std::pair<int64_t, int64_t>{static_cast<int64_t>(q.question_begin),
+                                                                 static_cast<int64_t>(q.question_end)}));
+  }
+}
+
 // Lead + document + query spell exactly the user turn the chat template renders around the document.
 TEST(QueryPrompt, ChatWrapsDocumentAndQuestionInOneUserTurn) {
   StoriesModel s;
