@@ -104,6 +104,22 @@ int check_vocab_file(const std::string& vocab_path, std::string vectors_path = {
   return bad;
 }
 
+// A vocabulary shipped compressed (tests/data/tokenizer/<name>.gguf.zst), written out where the GGUF
+// reader can map it; its vectors stay beside the compressed file.
+std::string unpacked_vocab(const std::string& name) {
+  const std::string path = test::scratch_dir("tokenizer-golden") + "/" + name + ".gguf";
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << test::read_data_file("tokenizer/" + name + ".gguf.zst");
+  return path;
+}
+
+TEST(TokenizerGolden, Qwen2Vectors) {
+  EXPECT_EQ(check_vocab_file(unpacked_vocab("ggml-vocab-qwen2"), test::data_dir() + "/tokenizer/ggml-vocab-qwen2.gguf"), 0);
+}
+
+TEST(TokenizerGolden, Phi3Vectors) {
+  EXPECT_EQ(check_vocab_file(unpacked_vocab("ggml-vocab-phi-3"), test::data_dir() + "/tokenizer/ggml-vocab-phi-3.gguf"), 0);
+}
+
 // Llama 3's vocabulary ships with llama.cpp's sources, not with this repository: checked where it is
 // installed (/opt/llama-vocab or $ILRE_LLAMA_VOCAB_DIR) against the vectors in shared/golden.
 std::optional<std::string> llama_vocab_dir() {
