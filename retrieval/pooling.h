@@ -23,7 +23,7 @@ struct KernelShare {
 };
 
 struct SelectionConfig {
-  std::vector<KernelShare> kernels{{1, 0.2}, {3, 0.2}, {7, 0.2}, {15, 0.2}, {31, 0.2}};
+  std::vector<KernelShare> kernels{{1, 0.25}, {7, 0.25}, {31, 0.25}, {127, 0.25}};  // pooling.kernels' default
   SelectionMode mode = SelectionMode::pooled_topk;
   int64_t budget = 0;       // total tokens to recall, always-kept ones included
   int64_t keep_first = 0;   // sink: the first tokens of the document are always recalled
