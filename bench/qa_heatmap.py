@@ -2,9 +2,9 @@
 """qa_real sweeps as an SVG heatmap (tooling only: Python 3 stdlib, plus the zstd command for .json.zst).
 
 Each --run LABEL=PATH names one `ilre eval` qa_real result (qa_real.json or qa_real.json.zst, or the folder
-holding it). Rows are LABEL x context (documents alone, all@N), columns are the recall budgets; a cell is
-the mean over the chosen split of the chosen metric, coloured from 0 (white) to 1 (dark blue), with the
-value printed in it. The passage-alone accuracy of each run, when it has one, is printed after its rows.
+holding it); runs given the same LABEL share its rows. Rows are LABEL x context (documents alone, all@N),
+columns are the recall budgets; a cell is the mean over the chosen split of the chosen metric, coloured from
+0 (white) to 1 (dark blue), with the value printed in it. The passage-alone accuracy of each run, when it has one, is printed after its rows.
 
   bench/qa_heatmap.py --metric accuracy --split all --out acc.svg \\
       --run defaults=runs/ans-base --run relevance=runs/ans-relevance
@@ -105,7 +105,8 @@ def main():
     ap.add_argument("--title", default="")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
-    rows, budgets, notes = [], set(), []
+    # Runs sharing a LABEL fill one row set (e.g. budgets 512-1K from one run, 2K-8K from others).
+    rows, budgets, notes = {}, set(), {}
     for spec in args.run:
         label, _, path = spec.partition("=")
         if not path:
@@ -116,10 +117,11 @@ def main():
             by_context.setdefault(ctx, {})[budget] = sum(values) / len(values)
             budgets.add(budget)
         for ctx in sorted(by_context, key=lambda c: (c != "documents alone", c)):
-            rows.append((f"{label}, {ctx}", by_context[ctx]))
+            rows.setdefault(f"{label}, {ctx}", {}).update(by_context[ctx])
         p = passage_accuracy(run, args.split)
         if args.metric == "accuracy" and p is not None:
-            notes.append(f"{label}: passage alone {p:.2f}")
+            notes.setdefault(label, f"{label}: passage alone {p:.2f}")
+    rows, notes = list(rows.items()), list(notes.values())
     title = args.title or f"qa_real {args.metric}, {args.split} questions"
     with open(args.out, "w") as f:
         f.write(svg(rows, sorted(budgets), notes, title))

@@ -34,6 +34,7 @@ struct CalibrateArgs {
   int64_t seed = -1;
   double tolerance = 0.02;
   std::string out;
+  std::string evidence;
   bool no_write = false;
 };
 
@@ -68,6 +69,15 @@ void run_calibrate(const CalibrateArgs& a) {
                                                 std::to_string(cfg.prefill.sink) + " tokens)");
   }
 
+  if (!a.evidence.empty()) {
+    s.evidence = eval::evidence_from_qa_real(eval::read_qa_real_json(a.evidence), s.budget, m->hparams().n_layer, a.evidence);
+    // Layer numbers mean nothing across models: refuse another model's probe rather than rank by it.
+    if (s.evidence->model != fs::path(path).filename().string()) {
+      throw Exception(errc::invalid_argument, "evidence '" + a.evidence + "' was probed on " + s.evidence->model +
+                                                  ", not " + fs::path(path).filename().string());
+    }
+    spdlog::info("evidence: {} tune questions at budget {} from {}", s.evidence->n_questions, s.budget, a.evidence);
+  }
   const auto r = eval::calibrate(*m, pool, cfg, s, [](const std::string& what, int64_t done, int64_t total) {
     spdlog::info("calibrate [{}/{}] {}", done + 1, total, what);
   });
@@ -84,7 +94,7 @@ void run_calibrate(const CalibrateArgs& a) {
 }
 
 void register_calibrate(CLI::App& app) {
-  auto* cmd = app.add_subcommand("calibrate", "Choose the retrieval layer l_R by needle-token recall per layer");
+  auto* cmd = app.add_subcommand("calibrate", "Choose the retrieval layer l_R by needle-token recall per layer (and real-text evidence with --evidence)");
   auto a = std::make_shared<CalibrateArgs>();
   add_common(cmd, a->common);
   cmd->add_option("--lengths", a->lengths, "haystack lengths in tokens (default 4096 16384 32768)");
@@ -94,6 +104,10 @@ void register_calibrate(CLI::App& app) {
   cmd->add_option("--seed", a->seed, "haystack and needle seed (default 7)");
   cmd->add_option("--tolerance", a->tolerance, "mean-recall deficit still counted as a tie with the best layer (default 0.02)");
   cmd->add_option("-o,--out", a->out, "where to write the model config (default configs/models/<model>.yaml)");
+  cmd->add_option("--evidence", a->evidence,
+                  "a qa_real run with a layer probe (ilre eval -c configs/eval-real-probe.yaml -o DIR: DIR or its "
+                  "qa_real.json[.zst]); the layer is then chosen on (needle + real-text evidence recall) / 2 at the "
+                  "calibration budget");
   cmd->add_flag("--no-write", a->no_write, "print the table only");
   cmd->callback([a] { run_calibrate(*a); });
 }

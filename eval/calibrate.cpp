@@ -1,15 +1,22 @@
 #include "eval/calibrate.h"
 
+#include <zstd.h>
+
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
+#include <limits>
+#include <memory>
 #include <numeric>
 #include <random>
 #include <sstream>
 
 #include "eval/haystack.h"
 #include "eval/needles.h"
+#include "eval/report.h"
 #include "retrieval/configure.h"
 #include "retrieval/prompt.h"
 #include "ilre/error.h"
@@ -29,6 +36,115 @@ int32_t choose_layer(const std::vector<double>& mean_recall, double tolerance, c
     if (ok(l) && mean_recall[l] >= best - tolerance - 1e-12) return static_cast<int32_t>(l);
   }
   return -1;
+}
+
+namespace {
+
+[[noreturn]] void bad_evidence(const std::string& source, const std::string& why) {
+  throw Exception(errc::invalid_argument, "evidence '" + source + "': " + why);
+}
+
+std::string read_file(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Exception(errc::io_failed, "cannot read '" + path.string() + "'");
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+// One or more zstd frames of any size (the zstd command does not always record the content size).
+std::string zstd_text(const std::string& packed, const std::string& source) {
+  std::unique_ptr<ZSTD_DCtx, size_t (*)(ZSTD_DCtx*)> ctx(ZSTD_createDCtx(), ZSTD_freeDCtx);
+  if (!ctx) throw Exception(errc::io_failed, "zstd: out of memory");
+  std::string out;
+  std::vector<char> buf(ZSTD_DStreamOutSize());
+  ZSTD_inBuffer in{packed.data(), packed.size(), 0};
+  size_t last = 0;
+  while (in.pos < in.size) {
+    ZSTD_outBuffer o{buf.data(), buf.size(), 0};
+    last = ZSTD_decompressStream(ctx.get(), &o, &in);
+    if (ZSTD_isError(last)) bad_evidence(source, std::string("not a zstd file: ") + ZSTD_getErrorName(last));
+    out.append(buf.data(), o.pos);
+  }
+  if (last != 0) bad_evidence(source, "truncated zstd frame");
+  return out;
+}
+
+}  // namespace
+
+bool EvidenceRecall::probed(size_t layer) const { return layer < by_layer.size() && !std::isnan(by_layer[layer]); }
+
+nlohmann::json EvidenceRecall::to_json() const {
+  nlohmann::json recall = nlohmann::json::array();
+  for (double v : by_layer) recall.push_back(std::isnan(v) ? nlohmann::json(nullptr) : nlohmann::json(v));
+  return {{"source", source}, {"model", model}, {"budget", budget}, {"questions", n_questions}, {"recall", recall}};
+}
+
+nlohmann::json read_qa_real_json(const std::string& path) {
+  std::filesystem::path file(path);
+  if (std::filesystem::is_directory(file)) {
+    std::optional<std::filesystem::path> found;
+    for (const auto& e : std::filesystem::recursive_directory_iterator(file)) {
+      const std::string name = e.path().filename().string();
+      if (name == "qa_real.json" || name == "qa_real.json.zst") {
+        found = e.path();
+        break;
+      }
+    }
+    if (!found) throw Exception(errc::invalid_argument, "no qa_real.json(.zst) under '" + path + "'");
+    file = *found;
+  }
+  std::string text = read_file(file);
+  if (file.extension() == ".zst") text = zstd_text(text, file.string());
+  auto j = nlohmann::json::parse(text, nullptr, false);
+  if (j.is_discarded()) bad_evidence(file.string(), "not JSON");
+  return j;
+}
+
+EvidenceRecall evidence_from_qa_real(const nlohmann::json& run, int64_t budget, int64_t n_layers,
+                                     const std::string& source) {
+  if (!run.is_object() || run.value("task", "") != "qa_real") bad_evidence(source, "not a qa_real result");
+  const nlohmann::json& st = run.value("settings", nlohmann::json::object());
+  const auto layers = st.value("probe_layers", std::vector<int64_t>{});
+  const auto budgets = st.value("budgets", std::vector<int64_t>{});
+  if (layers.empty()) bad_evidence(source, "the run has no layer probe (qa_real.probe_layers; configs/eval-real-probe.yaml)");
+  const auto bi = std::find(budgets.begin(), budgets.end(), budget) - budgets.begin();
+  if (bi == static_cast<std::ptrdiff_t>(budgets.size())) {
+    bad_evidence(source, "budget " + std::to_string(budget) + " was not probed (probed: " + nlohmann::json(budgets).dump() + ")");
+  }
+  EvidenceRecall e;
+  e.source = source;
+  e.model = std::filesystem::path(run.value("model", "")).filename().string();
+  e.budget = budget;
+  e.by_layer.assign(static_cast<size_t>(n_layers), std::numeric_limits<double>::quiet_NaN());
+  std::vector<double> sum(layers.size(), 0.0);
+  for (int64_t l : layers) {
+    if (l < 0 || l >= n_layers) bad_evidence(source, "probed layer " + std::to_string(l) + " is past the model's " + std::to_string(n_layers));
+  }
+  for (const auto& ctx : run.value("contexts", nlohmann::json::array())) {
+    for (const auto& q : ctx.value("questions", nlohmann::json::array())) {
+      if (q.value("heldout", false)) continue;
+      const auto cover = q.value("probe_cover", std::vector<std::vector<double>>{});
+      // Rows past the layers are probe_combine groups.
+      if (cover.size() < layers.size()) bad_evidence(source, "question " + q.value("id", "?") + " has no probe row per layer");
+      for (size_t li = 0; li < layers.size(); ++li) {
+        if (static_cast<size_t>(bi) >= cover[li].size()) bad_evidence(source, "question " + q.value("id", "?") + " lacks a budget column");
+        sum[li] += cover[li][static_cast<size_t>(bi)];
+      }
+      ++e.n_questions;
+    }
+  }
+  if (e.n_questions == 0) bad_evidence(source, "no tune question");
+  for (size_t li = 0; li < layers.size(); ++li) {
+    e.by_layer[static_cast<size_t>(layers[li])] = sum[li] / static_cast<double>(e.n_questions);
+  }
+  return e;
+}
+
+std::vector<double> combined_recall(const std::vector<double>& needle, const EvidenceRecall& evidence) {
+  std::vector<double> out(needle.size(), std::numeric_limits<double>::quiet_NaN());
+  for (size_t l = 0; l < needle.size(); ++l) {
+    if (evidence.probed(l)) out[l] = 0.5 * (needle[l] + evidence.by_layer[l]);
+  }
+  return out;
 }
 
 std::vector<bool> retrieval_candidates(const model::HParams& hp) {
@@ -119,7 +235,18 @@ CalibrationResult calibrate(const model::Model& model, model::ComputePool& pool,
   for (const auto& row : r.recall) {
     for (size_t l = 0; l < n_layers; ++l) r.mean_recall[l] += row[l] / static_cast<double>(r.recall.size());
   }
-  r.layer = choose_layer(r.mean_recall, settings.tolerance, retrieval_candidates(model.hparams()));
+  std::vector<bool> eligible = retrieval_candidates(model.hparams());
+  if (settings.evidence) {
+    if (settings.evidence->by_layer.size() != n_layers) {
+      throw Exception(errc::invalid_argument, "evidence for " + std::to_string(settings.evidence->by_layer.size()) +
+                                                  " layers, the model has " + std::to_string(n_layers));
+    }
+    r.evidence = settings.evidence;
+    r.combined = combined_recall(r.mean_recall, *settings.evidence);
+    if (eligible.empty()) eligible.assign(n_layers, true);
+    for (size_t l = 0; l < n_layers; ++l) eligible[l] = eligible[l] && settings.evidence->probed(l);
+  }
+  r.layer = choose_layer(r.combined.empty() ? r.mean_recall : r.combined, settings.tolerance, eligible);
   r.settings = {{"lengths", settings.lengths},
                 {"passkey_digits", settings.passkey_digits},
                 {"kv_needles", settings.kv_needles},
@@ -133,6 +260,7 @@ CalibrationResult calibrate(const model::Model& model, model::ComputePool& pool,
                 {"scoring", {{"softmax", cfg.scoring.softmax}, {"over_heads", cfg.scoring.over_heads},
                              {"over_queries", cfg.scoring.over_queries}, {"positions", cfg.scoring.positions}}},
                 {"pooling", {{"kernels", cfg.pooling.kernels}, {"shares", cfg.pooling.shares}, {"mode", cfg.pooling.mode}}},
+                {"recall", {{"policy", cfg.recall.policy}, {"lexical_weight", cfg.recall.lexical_weight}}},
                 {"query_template", cfg.query.template_text}};
   return r;
 }
@@ -140,15 +268,22 @@ CalibrationResult calibrate(const model::Model& model, model::ComputePool& pool,
 nlohmann::json CalibrationResult::to_json() const {
   nlohmann::json per;
   for (size_t k = 0; k < needle_kinds.size(); ++k) per.push_back({{"needle", needle_kinds[k]}, {"recall", per_needle[k]}});
-  return {{"layer", layer}, {"mean_recall", mean_recall}, {"samples", samples.size()}, {"lengths", lengths}, {"recall_by_length", recall},
-          {"recall_by_needle", per}, {"settings", settings}};
+  nlohmann::json j{{"layer", layer}, {"mean_recall", mean_recall}, {"samples", samples.size()}, {"lengths", lengths}, {"recall_by_length", recall},
+                   {"recall_by_needle", per}, {"settings", settings}};
+  if (evidence) {
+    j["evidence"] = evidence->to_json();
+    nlohmann::json c = nlohmann::json::array();
+    for (double v : combined) c.push_back(std::isnan(v) ? nlohmann::json(nullptr) : nlohmann::json(v));
+    j["combined_recall"] = c;
+  }
+  return j;
 }
 
 std::string CalibrationResult::table() const {
   std::ostringstream s;
   s << "layer";
   for (int64_t n : lengths) s << "  " << n << "-tok";
-  s << "   mean\n";
+  s << "   mean" << (evidence ? "  evidence  combined" : "") << "\n";
   for (size_t l = 0; l < mean_recall.size(); ++l) {
     char buf[64];
     std::snprintf(buf, sizeof(buf), "%5zu", l);
@@ -157,8 +292,21 @@ std::string CalibrationResult::table() const {
       std::snprintf(buf, sizeof(buf), "  %*.2f", static_cast<int>(std::to_string(lengths[0]).size() + 4), row[l]);
       s << buf;
     }
-    std::snprintf(buf, sizeof(buf), "   %.3f%s\n", mean_recall[l], static_cast<int32_t>(l) == layer ? "  <- l_R" : "");
+    std::snprintf(buf, sizeof(buf), "   %.3f", mean_recall[l]);
     s << buf;
+    if (evidence) {
+      if (evidence->probed(l)) {
+        std::snprintf(buf, sizeof(buf), "  %8.3f  %8.3f", evidence->by_layer[l], combined[l]);
+      } else {
+        std::snprintf(buf, sizeof(buf), "  %8s  %8s", "-", "-");
+      }
+      s << buf;
+    }
+    s << (static_cast<int32_t>(l) == layer ? "  <- l_R\n" : "\n");
+  }
+  if (evidence) {
+    s << "evidence: " << evidence->source << " (" << evidence->n_questions << " tune questions, budget " << evidence->budget
+      << "); combined = (mean + evidence) / 2 ranks the probed layers\n";
   }
   return s.str();
 }
@@ -167,6 +315,8 @@ void write_model_config(const std::string& path, const CalibrationResult& r, con
   std::ostringstream y;
   y << "# Written by `ilre calibrate`: the retrieval layer l_R for " << model_name << ".\n"
     << "# ilre reads `layer` when prefill.layer is -1. mean_recall[l] is the needle-token recall at layer l.\n"
+    << "# On models that mix sliding-window and global layers only the global ones compete\n"
+    << "# (eval/calibrate.h retrieval_candidates).\n"
     << "layer: " << r.layer << "\n"
     << "model: \"" << model_name << "\"\n"
     << "mean_recall: [";
@@ -175,19 +325,24 @@ void write_model_config(const std::string& path, const CalibrationResult& r, con
     std::snprintf(buf, sizeof(buf), "%s%.4f", l ? ", " : "", r.mean_recall[l]);
     y << buf;
   }
-  y << "]\n"
-    << "calibration: " << r.to_json().dump() << "\n";
-  std::filesystem::create_directories(std::filesystem::path(path).parent_path());
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << y.str();
-    out.flush();
-    if (!out) throw Exception(errc::io_failed, "cannot write '" + tmp + "'");
+  y << "]\n";
+  if (r.evidence) {
+    y << "# evidence_recall[l]: real-text evidence recall of the qa_real layer probe (null: not probed); the layer\n"
+      << "# was chosen on combined_recall = (mean_recall + evidence_recall) / 2.\n"
+      << "evidence_recall: [";
+    for (size_t l = 0; l < r.evidence->by_layer.size(); ++l) {
+      char buf[32];
+      if (r.evidence->probed(l)) {
+        std::snprintf(buf, sizeof(buf), "%s%.4f", l ? ", " : "", r.evidence->by_layer[l]);
+      } else {
+        std::snprintf(buf, sizeof(buf), "%snull", l ? ", " : "");
+      }
+      y << buf;
+    }
+    y << "]\n";
   }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) throw Exception(errc::io_failed, "cannot rename '" + tmp + "': " + ec.message());
+  y << "calibration: " << r.to_json().dump() << "\n";
+  write_atomic(path, y.str());
 }
 
 }  // namespace ilre::eval

@@ -1,11 +1,13 @@
 // Offline choice of the retrieval layer l_R (ILRe §1.1): for every layer, needles (pass keys of several
 // widths and key-value sentences) are planted in haystacks of several lengths, scored at that layer with
 // the configured ILRe scorer, recalled under a fixed budget, and the needle-token recall is measured. The
-// smallest layer with the best mean recall wins.
+// smallest layer with the best mean recall wins. Real-text evidence recall from a qa_real layer probe can
+// be folded in (EvidenceRecall): synthetic needles rank layers alike that real manuals tell apart.
 #pragma once
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -16,6 +18,33 @@
 #include "model/model.h"
 
 namespace ilre::eval {
+
+// Real-text evidence recall per layer, from a qa_real run with a layer probe (`ilre eval -c
+// configs/eval-real-probe.yaml`): the mean evidence cover of its tune questions (heldout ones never choose a
+// setting) at one budget.
+struct EvidenceRecall {
+  std::string source;            // the file it was read from, kept in the calibration record
+  std::string model;             // the model file the probe ran (file name)
+  int64_t budget = 0;
+  int64_t n_questions = 0;
+  std::vector<double> by_layer;  // [layer]; NaN where the probe did not look
+
+  bool probed(size_t layer) const;
+  nlohmann::json to_json() const;  // unprobed layers as null
+};
+
+// From a parsed qa_real.json; throws Exception(invalid_argument) naming what is missing: not a qa_real run,
+// no probe, the budget not among the probed ones, a probed layer past n_layers, no tune question.
+EvidenceRecall evidence_from_qa_real(const nlohmann::json& run, int64_t budget, int64_t n_layers,
+                                     const std::string& source);
+
+// Parses qa_real.json or qa_real.json.zst, or the first of them found under a folder (an `ilre eval -o`
+// directory); throws Exception(io_failed | invalid_argument).
+nlohmann::json read_qa_real_json(const std::string& path);
+
+// What the rule ranks when evidence is given: the mean of needle and evidence recall on the probed layers,
+// NaN elsewhere (those layers do not compete).
+std::vector<double> combined_recall(const std::vector<double>& needle, const EvidenceRecall& evidence);
 
 struct CalibrationSettings {
   std::vector<int64_t> lengths{4096, 16384, 32768};  // haystack tokens
@@ -29,6 +58,8 @@ struct CalibrationSettings {
   uint64_t seed = 7;
   // Mean-recall deficit (absolute) still counted as a tie with the best layer; see choose_layer.
   double tolerance = 0.02;
+  // With evidence, the layer is chosen on combined_recall among the probed candidate layers.
+  std::optional<EvidenceRecall> evidence;
 };
 
 struct CalibrationResult {
@@ -39,6 +70,8 @@ struct CalibrationResult {
   std::vector<std::vector<double>> samples;    // [haystack x needle][layer]: recall of one needle
   std::vector<std::string> needle_kinds;       // e.g. "passkey-8" (width in digits), "kv"
   std::vector<std::vector<double>> per_needle; // [needle][layer] recall over lengths
+  std::optional<EvidenceRecall> evidence;      // real-text evidence, when given
+  std::vector<double> combined;                // [layer] what the rule ranked when evidence was given
   nlohmann::json settings;
 
   nlohmann::json to_json() const;

@@ -29,14 +29,15 @@ class IlreMethod : public Method {
       : name_(std::move(name)), cfg_(cfg), score_(retrieval::score_config(cfg, hp)), single_kernel_(single_kernel) {}
   std::string_view name() const override { return name_; }
   std::vector<int64_t> pick(const MethodInputs& in, std::vector<float>* relevance) const override {
-    std::span<const float> q = in.queries;
-    int64_t n_q = in.n_query;
-    if (cfg_.scoring.query == "question" && in.question_end > in.question_begin) {
-      const int64_t width = in.layout.n_head * in.layout.head_dim;
-      q = q.subspan(static_cast<size_t>(in.question_begin * width), static_cast<size_t>((in.question_end - in.question_begin) * width));
-      n_q = in.question_end - in.question_begin;
+    std::vector<float> s = layer_scores(in);
+    for (const MethodInputs::Layer& more : in.more_layers) {
+      MethodInputs other = in;
+      other.keys = more.keys;
+      other.queries = more.queries;
+      // Each layer's score is a sum of softmax masses, so the layers' scores share one scale.
+      const std::vector<float> add = layer_scores(other);
+      for (size_t t = 0; t < s.size(); ++t) s[t] += add[t];
     }
-    std::vector<float> s = attention_scores(in, q, n_q, score_);
     if (cfg_.recall.policy == "hybrid") {
       if (in.words == nullptr || static_cast<int64_t>(in.doc_tokens.size()) != in.n_doc) {
         throw Exception(errc::internal, "recall.policy hybrid needs the document's tokens");
@@ -61,6 +62,17 @@ class IlreMethod : public Method {
   }
 
  private:
+  std::vector<float> layer_scores(const MethodInputs& in) const {
+    std::span<const float> q = in.queries;
+    int64_t n_q = in.n_query;
+    if (cfg_.scoring.query == "question" && in.question_end > in.question_begin) {
+      const int64_t width = in.layout.n_head * in.layout.head_dim;
+      q = q.subspan(static_cast<size_t>(in.question_begin * width), static_cast<size_t>((in.question_end - in.question_begin) * width));
+      n_q = in.question_end - in.question_begin;
+    }
+    return attention_scores(in, q, n_q, score_);
+  }
+
   std::string name_;
   Config cfg_;
   retrieval::ScoreConfig score_;

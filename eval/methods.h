@@ -52,6 +52,13 @@ struct MethodInputs {
   // queries[question_begin, question_end): the question's own rows (scoring.query = question).
   int64_t question_begin = 0;
   int64_t question_end = 0;
+  // Other layers' keys and queries (same shapes) whose attention scores ilre adds to this layer's before
+  // the lexical prior and the pooling: the qa_real probe's layer combinations. Other methods ignore them.
+  struct Layer {
+    std::span<const float> keys;
+    std::span<const float> queries;
+  };
+  std::span<const Layer> more_layers{};
 };
 
 // Knobs of the baselines (defaults: the published code's, see each policy).

@@ -440,6 +440,26 @@ QaContextOutcome QaRunner::run_context(const Context& ctx) {
   return out;
 }
 
+// The probe's rows as indices into probe_layers: each layer alone, then each probe_combine group.
+std::vector<std::vector<size_t>> probe_rows(const QaRealSettings& s) {
+  std::vector<std::vector<size_t>> rows;
+  for (size_t li = 0; li < s.probe_layers.size(); ++li) rows.push_back({li});
+  for (const auto& group : s.probe_combine) {
+    std::vector<size_t>& row = rows.emplace_back();
+    for (int32_t l : group) {
+      row.push_back(static_cast<size_t>(std::find(s.probe_layers.begin(), s.probe_layers.end(), l) - s.probe_layers.begin()));
+    }
+  }
+  return rows;
+}
+
+// "5" or "5+11".
+std::string probe_row_label(const QaRealSettings& s, const std::vector<size_t>& row) {
+  std::string label;
+  for (size_t li : row) label += (label.empty() ? "" : "+") + std::to_string(s.probe_layers[li]);
+  return label;
+}
+
 // Recall of ilre (the configured scoring and pooling) at every probe layer, from one streaming pass that
 // keeps each layer's keys: the real-text side of choosing l_R.
 void QaRunner::probe(const Context& ctx, QaContextOutcome& out) {
@@ -456,6 +476,7 @@ void QaRunner::probe(const Context& ctx, QaContextOutcome& out) {
     round_like_store(keys.back(), cfg_.store.key_dtype);
   }
   const auto ilre = make_method("ilre", cfg_, hp, MethodOptions{});
+  const std::vector<std::vector<size_t>> rows = probe_rows(s_);
   size_t qi = 0;
   for (const auto& [d, offset] : ctx.members) {
     for (const QaQuestion& q : docs_[d].questions) {
@@ -464,7 +485,12 @@ void QaRunner::probe(const Context& ctx, QaContextOutcome& out) {
       const retrieval::QueryPrompt query = query_of(q);
       const std::vector<model::TokenId> question = model_.vocab().tokenize(q.question, {.add_special = false});
       const std::vector<std::vector<float>> queries = lp.encode_query(query.query);
-      for (size_t li = 0; li < s_.probe_layers.size(); ++li) {
+      for (const std::vector<size_t>& row_layers : rows) {
+        const size_t li = row_layers.front();
+        std::vector<MethodInputs::Layer> more;
+        for (size_t k = 1; k < row_layers.size(); ++k) {
+          more.push_back({keys[row_layers[k]], queries[static_cast<size_t>(s_.probe_layers[row_layers[k]])]});
+        }
         std::vector<double> row;
         for (int64_t b : s_.budgets) {
           const MethodInputs in{.n_doc = out.n_tokens,
@@ -478,7 +504,8 @@ void QaRunner::probe(const Context& ctx, QaContextOutcome& out) {
                                 .question_tokens = question,
                                 .words = &words_,
                                 .question_begin = static_cast<int64_t>(query.question_begin),
-                                .question_end = static_cast<int64_t>(query.question_end)};
+                                .question_end = static_cast<int64_t>(query.question_end),
+                                .more_layers = more};
           row.push_back(needle_recall(ilre->select(in), std::vector<TokenRange>{qo.evidence}));
         }
         qo.probe_cover.push_back(std::move(row));
@@ -665,6 +692,14 @@ void QaRealSettings::validate() const {
   for (int32_t l : probe_layers) {
     if (l < 0) bad("probe_layers must be >= 0");
   }
+  for (const auto& group : probe_combine) {
+    if (group.size() < 2) bad("probe_combine groups name at least two layers");
+    for (int32_t l : group) {
+      if (std::find(probe_layers.begin(), probe_layers.end(), l) == probe_layers.end()) {
+        bad("probe_combine layer " + std::to_string(l) + " is not among probe_layers");
+      }
+    }
+  }
   if (split != "all" && split != "tune" && split != "heldout") bad("split must be all, tune or heldout");
   const bool long_ctx = std::any_of(lengths.begin(), lengths.end(), [](int64_t n) { return n > 0; });
   if (long_ctx && filler.empty()) bad("lengths above 0 need filler paths");
@@ -674,7 +709,7 @@ void QaRealSettings::validate() const {
 nlohmann::json QaRealSettings::to_json() const {
   return {{"documents", documents}, {"lengths", lengths},      {"filler", filler},
           {"budgets", budgets},     {"answer", answer},        {"passage_chars", passage_chars},
-          {"probe_layers", probe_layers}, {"split", split}};
+          {"probe_layers", probe_layers}, {"probe_combine", probe_combine}, {"split", split}};
 }
 
 QaRun run_qa_real(const model::Model& model, model::ComputePool& pool, const Config& cfg, int32_t layer,
@@ -775,8 +810,9 @@ std::string qa_markdown(const QaRun& r) {
     md << "\n|---|";
     for (size_t i = 0; i < r.settings.budgets.size(); ++i) md << "---|";
     md << "\n";
-    for (size_t li = 0; li < r.settings.probe_layers.size(); ++li) {
-      md << "| " << r.settings.probe_layers[li] << " |";
+    const std::vector<std::vector<size_t>> rows = probe_rows(r.settings);
+    for (size_t li = 0; li < rows.size(); ++li) {
+      md << "| " << probe_row_label(r.settings, rows[li]) << " |";
       for (size_t bi = 0; bi < r.settings.budgets.size(); ++bi) {
         double sum[2] = {0, 0};
         int n[2] = {0, 0};

@@ -60,6 +60,9 @@ struct QaRealSettings {
   bool answer = true;                   // false: recall only (no final passes, no references)
   int64_t passage_chars = 1400;         // the passage-alone reference: this many bytes around the evidence
   std::vector<int32_t> probe_layers;    // recall of ilre at each of these layers too (one probe pass)
+  // Groups of probe layers whose attention scores are added before pooling (issue 12's "several layers'
+  // scores combined"); a probe row each, after the per-layer rows.
+  std::vector<std::vector<int32_t>> probe_combine;
   std::string split = "all";            // all | tune | heldout: which questions run
 
   void validate() const;

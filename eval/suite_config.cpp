@@ -164,6 +164,12 @@ QaRealSettings parse_qa_real(const YAML::Node& n, const Where& w) {
     else if (k == "answer") q.answer = scalar<bool>(kv.second, where);
     else if (k == "passage_chars") q.passage_chars = scalar<int64_t>(kv.second, where);
     else if (k == "probe_layers") q.probe_layers = nonempty_list<int32_t>(kv.second, where);
+    else if (k == "probe_combine") {
+      if (!kv.second.IsSequence()) fail(where, "expected a list of layer lists, e.g. [[5, 11]]");
+      for (size_t i = 0; i < kv.second.size(); ++i) {
+        q.probe_combine.push_back(nonempty_list<int32_t>(kv.second[i], where + "[" + std::to_string(i) + "]"));
+      }
+    }
     else if (k == "split") q.split = scalar<std::string>(kv.second, where);
     else fail(where, "unknown key");
   }

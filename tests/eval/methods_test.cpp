@@ -123,6 +123,25 @@ TEST(Ilre, MultiKernelMaxPoolingFromTheConfig) {
   EXPECT_EQ(run("ilre-1kernel", d.in(4, 0), cfg, opt), (std::vector<int64_t>{3, 4, 5, 9}));
 }
 
+// A second layer's softmax mass is added to the first's: alone, layer A's peak (token 4) wins one slot;
+// with a layer B that puts most of its mass on token 13, token 13 wins it.
+TEST(Ilre, MoreLayersAddTheirScores) {
+  const OneDim a = peak_and_plateau();
+  OneDim b;
+  b.keys.assign(16, 0.0f);
+  b.keys[13] = std::log(64.0f);
+  b.queries = {1.0f};
+  Config cfg;
+  cfg.recall.policy = "attention";
+  cfg.pooling.kernels = {1};
+  cfg.pooling.shares = {1.0};
+  MethodInputs in = a.in(1, 0);
+  EXPECT_EQ(run("ilre", in, cfg), (std::vector<int64_t>{4}));
+  const std::vector<MethodInputs::Layer> more{{b.keys, b.queries}};
+  in.more_layers = more;
+  EXPECT_EQ(run("ilre", in, cfg), (std::vector<int64_t>{13}));
+}
+
 TEST(Ilre, KeepFirstFollowsTheRecallConfig) {
   const OneDim d = peak_and_plateau();
   Config cfg;

@@ -241,5 +241,32 @@ TEST_F(QaReal, SplitAndProbe) {
   EXPECT_NE(qa_markdown(r).find("per layer"), std::string::npos);
 }
 
+// A combined row adds the layers' attention scores before pooling: a layer combined with itself doubles
+// every score and must recall exactly what it recalls alone; two different layers give a row of their own.
+TEST_F(QaReal, ProbeCombinesLayers) {
+  QaRealSettings s = settings();
+  s.lengths = {0};
+  s.answer = false;
+  s.probe_layers = {1, 2};
+  s.probe_combine = {{1, 2}, {2, 2}};
+  const QaRun r = run(s);
+  for (const QaContextOutcome& c : r.contexts) {
+    for (const QaQuestionOutcome& q : c.questions) {
+      ASSERT_EQ(q.probe_cover.size(), 4u);
+      EXPECT_EQ(q.probe_cover[3], q.probe_cover[1]) << q.id;
+      for (double v : q.probe_cover[2]) {
+        EXPECT_GE(v, 0.0);
+        EXPECT_LE(v, 1.0);
+      }
+    }
+  }
+  EXPECT_NE(qa_markdown(r).find("| 1+2 |"), std::string::npos);
+  QaRealSettings bad = s;
+  bad.probe_combine = {{1, 3}};
+  EXPECT_THROW(bad.validate(), Exception);
+  bad.probe_combine = {{1}};
+  EXPECT_THROW(bad.validate(), Exception);
+}
+
 }  // namespace
 }  // namespace ilre::eval

@@ -1,6 +1,8 @@
 // The eval YAML: defaults, per-model overrides, the ilre override tree, and clear errors for bad input.
 #include "eval/suite_config.h"
 
+#include <filesystem>
+
 #include <gtest/gtest.h>
 
 #include "ilre/config.h"
@@ -104,13 +106,18 @@ TEST(SuiteConfig, ClearErrors) {
 }
 
 TEST(SuiteConfig, ShippedConfigsParse) {
-  for (const char* name : {"eval-quick.yaml", "eval-full.yaml", "eval-real.yaml", "eval-real-recall.yaml",
-                           "eval-real-probe.yaml"}) {
+  // Every shipped eval file, so a config named in bench/README.md cannot rot unnoticed.
+  int n_files = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(std::string(ILRE_SOURCE_DIR) + "/configs")) {
+    const std::string name = entry.path().filename().string();
+    if (!name.starts_with("eval-") || entry.path().extension() != ".yaml") continue;
+    ++n_files;
     SCOPED_TRACE(name);
-    const EvalConfig c = load_eval_config(std::string(ILRE_SOURCE_DIR) + "/configs/" + name);
+    const EvalConfig c = load_eval_config(entry.path().string());
     EXPECT_FALSE(c.models.empty());
     for (const ModelEntry& e : c.models) EXPECT_TRUE(parse_config(e.ilre_yaml, e.name)) << e.name;
   }
+  EXPECT_GE(n_files, 9);
   const EvalConfig real = load_eval_config(std::string(ILRE_SOURCE_DIR) + "/configs/eval-real.yaml");
   ASSERT_TRUE(real.models[0].settings.qa_real);
   EXPECT_EQ(real.models[0].settings.qa_real->documents.size(), 4u);
