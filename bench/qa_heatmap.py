@@ -18,6 +18,8 @@ import sys
 
 
 def load(path):
+    if not os.path.exists(path):
+        sys.exit(f"qa_heatmap: {path} does not exist")
     if os.path.isdir(path):
         for root, _, files in os.walk(path):
             for name in ("qa_real.json", "qa_real.json.zst"):
@@ -71,10 +73,11 @@ def colour(v):
 
 def svg(rows, budgets, notes, title):
     cw, ch, left, top = 72, 28, 260, 50
-    width = left + cw * len(budgets) + 20
+    # Wide enough for the title and the notes at ~7 px a character.
+    width = max(left + cw * len(budgets) + 20, 20 + 7 * max([len(title)] + [len(n) for n in notes]))
     height = top + ch * len(rows) + 40 + 16 * len(notes)
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">',
-           f'<text x="{left}" y="20" font-size="14">{html.escape(title)}</text>']
+           f'<text x="10" y="20" font-size="14">{html.escape(title)}</text>']
     for j, b in enumerate(budgets):
         out.append(f'<text x="{left + j * cw + cw / 2}" y="{top - 8}" text-anchor="middle">{b}</text>')
     for i, (label, values) in enumerate(rows):

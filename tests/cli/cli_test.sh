@@ -109,6 +109,21 @@ for arch in qwen2 qwen3 llama3 phi3; do
     --set decode.max_tokens=4 --json
 done
 
+# calibrate --evidence: a qa_real layer-probe result folded into the choice of l_R, and clear refusals.
+probe_json() {  # probe_json <model file name>: a one-question qa_real probe at layers 1 and 3, budget 256
+  printf '{"task":"qa_real","model":"/m/%s","settings":{"probe_layers":[1,3],"budgets":[256]},' "$1"
+  printf '"contexts":[{"name":"d","questions":[{"id":"q1","heldout":false,"probe_cover":[[0.2],[0.9]]}]}]}\n'
+}
+probe_json stories260K-f32.gguf > "$work/probe.json"
+probe_json other.gguf > "$work/probe-other.json"
+calib=(calibrate --model "$model" --no-write --lengths 256 --digits 1 --kv-needles 0 --fact-needles 1 --budget 256)
+check "calibrate --evidence ranks the probed layers" '^ +3 .* 0\.900 .*<- l_R' "$ilre" "${calib[@]}" --evidence "$work/probe.json"
+check "calibrate --evidence of another model is refused" "was probed on other.gguf, not stories260K-f32.gguf" \
+  "$ilre" "${calib[@]}" --evidence "$work/probe-other.json"
+check "calibrate --evidence with a budget not probed" "budget 512 was not probed" \
+  "$ilre" "${calib[@]/256/512}" --evidence "$work/probe.json"
+check_rc "calibrate --evidence of a missing file exits 1" 1 "$ilre" "${calib[@]}" --evidence "$work/none.json"
+
 if [ "$failures" -ne 0 ]; then
   echo "$failures check(s) failed"
   exit 1
