@@ -4,7 +4,8 @@
 Each --run LABEL=PATH names one `ilre eval` qa_real result (qa_real.json or qa_real.json.zst, or the folder
 holding it); runs given the same LABEL share its rows. Rows are LABEL x context (documents alone, all@N),
 columns are the recall budgets; a cell is the mean over the chosen split of the chosen metric, coloured from
-0 (white) to 1 (dark blue), with the value printed in it. The passage-alone accuracy of each run, when it has one, is printed after its rows.
+0 (white) to 1 (dark blue), with the value printed in it. The passage-alone accuracy of each run, when it has
+one, is printed after its rows.
 
   bench/qa_heatmap.py --metric accuracy --split all --out acc.svg \\
       --run defaults=runs/ans-base --run relevance=runs/ans-relevance

@@ -6,8 +6,6 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
-#include <iterator>
 #include <limits>
 #include <memory>
 #include <numeric>
@@ -44,10 +42,26 @@ namespace {
   throw Exception(errc::invalid_argument, "evidence '" + source + "': " + why);
 }
 
-std::string read_file(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Exception(errc::io_failed, "cannot read '" + path.string() + "'");
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+// Per-layer values with NaN for "not measured": null in JSON, where NaN has no spelling.
+nlohmann::json nan_as_null(const std::vector<double>& values) {
+  nlohmann::json out = nlohmann::json::array();
+  for (double v : values) out.push_back(std::isnan(v) ? nlohmann::json(nullptr) : nlohmann::json(v));
+  return out;
+}
+
+// "[0.5383, null, ...]": the model config's per-layer lists, four decimals.
+std::string yaml_list(const std::vector<double>& values) {
+  std::string out = "[";
+  for (size_t l = 0; l < values.size(); ++l) {
+    char buf[32];
+    if (std::isnan(values[l])) {
+      std::snprintf(buf, sizeof(buf), "%snull", l ? ", " : "");
+    } else {
+      std::snprintf(buf, sizeof(buf), "%s%.4f", l ? ", " : "", values[l]);
+    }
+    out += buf;
+  }
+  return out + "]";
 }
 
 // One or more zstd frames of any size (the zstd command does not always record the content size).
@@ -73,9 +87,7 @@ std::string zstd_text(const std::string& packed, const std::string& source) {
 bool EvidenceRecall::probed(size_t layer) const { return layer < by_layer.size() && !std::isnan(by_layer[layer]); }
 
 nlohmann::json EvidenceRecall::to_json() const {
-  nlohmann::json recall = nlohmann::json::array();
-  for (double v : by_layer) recall.push_back(std::isnan(v) ? nlohmann::json(nullptr) : nlohmann::json(v));
-  return {{"source", source}, {"model", model}, {"budget", budget}, {"questions", n_questions}, {"recall", recall}};
+  return {{"source", source}, {"model", model}, {"budget", budget}, {"questions", n_questions}, {"recall", nan_as_null(by_layer)}};
 }
 
 nlohmann::json read_qa_real_json(const std::string& path) {
@@ -272,9 +284,7 @@ nlohmann::json CalibrationResult::to_json() const {
                    {"recall_by_needle", per}, {"settings", settings}};
   if (evidence) {
     j["evidence"] = evidence->to_json();
-    nlohmann::json c = nlohmann::json::array();
-    for (double v : combined) c.push_back(std::isnan(v) ? nlohmann::json(nullptr) : nlohmann::json(v));
-    j["combined_recall"] = c;
+    j["combined_recall"] = nan_as_null(combined);
   }
   return j;
 }
@@ -319,27 +329,11 @@ void write_model_config(const std::string& path, const CalibrationResult& r, con
     << "# (eval/calibrate.h retrieval_candidates).\n"
     << "layer: " << r.layer << "\n"
     << "model: \"" << model_name << "\"\n"
-    << "mean_recall: [";
-  for (size_t l = 0; l < r.mean_recall.size(); ++l) {
-    char buf[32];
-    std::snprintf(buf, sizeof(buf), "%s%.4f", l ? ", " : "", r.mean_recall[l]);
-    y << buf;
-  }
-  y << "]\n";
+    << "mean_recall: " << yaml_list(r.mean_recall) << "\n";
   if (r.evidence) {
     y << "# evidence_recall[l]: real-text evidence recall of the qa_real layer probe (null: not probed); the layer\n"
       << "# was chosen on combined_recall = (mean_recall + evidence_recall) / 2.\n"
-      << "evidence_recall: [";
-    for (size_t l = 0; l < r.evidence->by_layer.size(); ++l) {
-      char buf[32];
-      if (r.evidence->probed(l)) {
-        std::snprintf(buf, sizeof(buf), "%s%.4f", l ? ", " : "", r.evidence->by_layer[l]);
-      } else {
-        std::snprintf(buf, sizeof(buf), "%snull", l ? ", " : "");
-      }
-      y << buf;
-    }
-    y << "]\n";
+      << "evidence_recall: " << yaml_list(r.evidence->by_layer) << "\n";
   }
   y << "calibration: " << r.to_json().dump() << "\n";
   write_atomic(path, y.str());

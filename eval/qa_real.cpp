@@ -18,6 +18,7 @@
 #include "eval/final_pass.h"
 #include "eval/layer_probe.h"
 #include "eval/methods.h"
+#include "eval/report.h"
 #include "ilre/error.h"
 #include "retrieval/configure.h"
 #include "retrieval/lexical.h"
@@ -35,14 +36,6 @@ double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std
 
 bool is_space(unsigned char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
 
-std::string read_plain(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Exception(errc::io_failed, "cannot read '" + path + "'");
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
 // Debian compresses most of /usr/share/doc; the documents are read as they are installed.
 std::string read_gzip(const std::string& path) {
   gzFile f = gzopen(path.c_str(), "rb");
@@ -59,7 +52,7 @@ std::string read_gzip(const std::string& path) {
 }
 
 std::string read_document(const std::string& path) {
-  return path.size() > 3 && path.ends_with(".gz") ? read_gzip(path) : read_plain(path);
+  return path.size() > 3 && path.ends_with(".gz") ? read_gzip(path) : read_file(path);
 }
 
 // Text with every whitespace run as one space, and the byte in `text` each output byte came from.

@@ -255,6 +255,14 @@ void write_atomic(const fs::path& path, const std::string& text) {
 }
 
 
+std::string read_file(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Exception(errc::io_failed, "cannot read '" + path.string() + "'");
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
 std::string model_dir(const std::string& dir, const std::string& model_name) {
   return (fs::path(dir) / file_safe(model_name)).string();
 }

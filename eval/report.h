@@ -61,6 +61,9 @@ ReportFiles write_report(const std::string& dir, const std::vector<ModelRun>& ru
 // Writes text to path through path.tmp and a rename, creating the directories; throws Exception(io_failed).
 void write_atomic(const std::filesystem::path& path, const std::string& text);
 
+// The whole file as bytes; throws Exception(io_failed) naming it.
+std::string read_file(const std::filesystem::path& path);
+
 // <dir>/<model name made file-safe>: where a model's heatmaps and configs go.
 std::string model_dir(const std::string& dir, const std::string& model_name);
 
