@@ -112,7 +112,8 @@ void register_info(CLI::App& app) {
     const model::GgmlCpu& ggml = model::ggml_cpu();
     j["kernels"] = {{"quantised", model::kernels::kernel_isa_name(model::kernels::kernel_isa())},
                     {"llama_cpp_float_lanes", ggml.float_lanes},
-                    {"llama_cpp_exp", ggml.exp_avx512 ? "avx512" : (ggml.exp_vector ? "avx2" : "libm")}};
+                    {"llama_cpp_exp", ggml.exp_avx512 ? "avx512" : (ggml.exp_vector ? "avx2" : "libm")},
+                    {"build_baseline", model::kernels::build_baseline()}};
     std::cout << j.dump(2) << "\n";
   });
 }

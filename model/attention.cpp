@@ -7,6 +7,7 @@
 #include <limits>
 #include <vector>
 
+#include "model/kernels/gemm.h"
 #include "model/kernels/ggml_cpu.h"
 #include "model/kernels/ops.h"
 #include "model/kernels/quant.h"
@@ -30,6 +31,8 @@ struct Block {
 };
 
 using Map = Eigen::Map<RowMat>;
+using kernels::gemm_ab_add;
+using kernels::gemm_abt;
 
 // Per-thread buffers the blocks reuse. A block's score rows are a few hundred KB; allocating them per call
 // cost an mmap/munmap pair each (glibc) or, once its dynamic threshold rose, fragmented the per-thread
@@ -137,19 +140,20 @@ void score_tile(const AttentionArgs& a, const Block& b, const BlockQueries& bq, 
   const int64_t m = b.q_end - b.q_begin;
   const int64_t t = keys.rows();
   Strided out(scores, m, t, Eigen::OuterStride<>(ld));
+  const int64_t dim = bq.dim;
   if (a.dca_period <= 0) {
-    out.noalias() = bq[0] * keys.transpose();
+    gemm_abt(m, t, dim, bq.data[0], dim, keys.data(), dim, scores, ld);
     return;
   }
   const int r_lo = dca_region(a.dca_period, bq.pos_min, a.kv_pos[static_cast<size_t>(slot0 + t - 1)]);
   const int r_hi = dca_region(a.dca_period, bq.pos_max, a.kv_pos[static_cast<size_t>(slot0)]);
   if (r_lo == r_hi) {
-    out.noalias() = bq[r_lo] * keys.transpose();
+    gemm_abt(m, t, dim, bq.data[r_lo], dim, keys.data(), dim, scores, ld);
     return;
   }
   Map part(grow(sc.dca_scores, m * t), m, t);
   for (int r = r_lo; r <= r_hi; ++r) {
-    part.noalias() = bq[r] * keys.transpose();
+    gemm_abt(m, t, dim, bq.data[r], dim, keys.data(), dim, part.data(), t);
     for (int64_t i = 0; i < m; ++i) {
       const int32_t p = a.q_pos[static_cast<size_t>(b.q_begin + i)];
       for (int64_t j = 0; j < t; ++j) {
@@ -211,7 +215,7 @@ void attend_block_f16(const AttentionArgs& a, const Block& b) {
   for (int64_t j0 = 0; j0 < n_keys; j0 += kKeyTile) {
     const int64_t t = std::min(kKeyTile, n_keys - j0);
     const Map tile = load_tile(a.v, a.kv_type, a.ldv, kvh * a.head_dim_v, a.head_dim_v, j_begin + j0, t, sc.tile);
-    acc.noalias() += scores.middleCols(j0, t) * tile;
+    gemm_ab_add(m, a.head_dim_v, t, scores.data() + j0, n_keys, tile.data(), a.head_dim_v, acc.data(), a.head_dim_v);
   }
   out = acc;
 }
@@ -260,7 +264,7 @@ void attend_block_f32(const AttentionArgs& a, const Block& b) {
       if (correction != 1.0f) acc.row(i) *= correction;
       mx = new_max;
     }
-    acc.noalias() += st * vt;
+    gemm_ab_add(m, a.head_dim_v, t, st.data(), t, vt.data(), a.head_dim_v, acc.data(), a.head_dim_v);
   }
   for (int64_t i = 0; i < m; ++i) {
     const double sum = row_sum[i];

@@ -16,13 +16,10 @@
 #include <cstring>
 #include <utility>
 
+#include "model/kernels/isa.h"
 #include "model/kernels/quant.h"
 #include "model/kernels/quant_internal.h"
 #include "model/kernels/quant_kernels.h"
-
-#if defined(__AVX2__) && defined(__FMA__)
-#include <immintrin.h>
-#endif
 
 namespace ilre::model::kernels {
 namespace {
@@ -110,7 +107,8 @@ float portable_vec(int64_t n, const uint8_t* w, const float* a) {
 // ---------------------------------------------------------------------------------------------------------
 // AVX2 forms.
 
-#if defined(__AVX2__) && defined(__FMA__)
+#if ILRE_AVX2_KERNELS
+ILRE_AVX2_BEGIN
 
 struct VF32 {
   static __m256 load8(const uint8_t* row, int64_t i) { return _mm256_loadu_ps(reinterpret_cast<const float*>(row) + i); }
@@ -188,6 +186,7 @@ float avx2_vec(int64_t n, const uint8_t* w, const float* a) {
   return add_tail<W>(head, np, n, w, a);
 }
 
+ILRE_AVX2_END
 #endif
 
 // ---------------------------------------------------------------------------------------------------------
@@ -228,7 +227,8 @@ MatmulKernel dot_kernel(GgmlType type) {
   return k;
 }
 
-#if defined(__AVX2__) && defined(__FMA__)
+#if ILRE_AVX2_KERNELS
+ILRE_AVX2_BEGIN
 template <class V, int kV, int R, int C>
 struct TinyTable {
   using Fn = void (*)(int64_t, const uint8_t*, size_t, const uint8_t*, size_t, float*, int64_t);
@@ -261,6 +261,7 @@ MatmulKernel avx2_tiny_kernel(GgmlType type) {
   k.max_cols = C;
   return k;
 }
+ILRE_AVX2_END
 #endif
 
 struct KernelSet {
@@ -277,7 +278,8 @@ KernelSet portable_set(GgmlType type) {
   return s;
 }
 
-#if defined(__AVX2__) && defined(__FMA__)
+#if ILRE_AVX2_KERNELS
+ILRE_AVX2_BEGIN
 template <class V, class W>
 KernelSet avx2_set(GgmlType type) {
   KernelSet s;
@@ -287,6 +289,7 @@ KernelSet avx2_set(GgmlType type) {
   s.vec16 = dot_kernel<avx2_vec<V, W, 2>>(type);
   return s;
 }
+ILRE_AVX2_END
 #endif
 
 const MatmulKernel& pick(const KernelSet& s, FloatOrder order, int lanes) {
@@ -317,6 +320,12 @@ float ggml_fold_vec_dot(float (*s)[16], int lanes) {
 }
 
 float ggml_vec_dot_f32(const float* x, const float* y, int64_t n, int lanes) {
+#if ILRE_AVX2_KERNELS
+  if (avx2_kernels()) {
+    const auto* w = reinterpret_cast<const uint8_t*>(x);
+    return lanes == 16 ? avx2_vec<VF32, WF32, 2>(n, w, y) : avx2_vec<VF32, WF32, 1>(n, w, y);
+  }
+#endif
   return lanes == 16 ? portable_vec<WF32, 16>(n, reinterpret_cast<const uint8_t*>(x), y)
                      : portable_vec<WF32, 8>(n, reinterpret_cast<const uint8_t*>(x), y);
 }
@@ -330,10 +339,12 @@ const MatmulKernel* float_order_kernel(GgmlType type, FloatOrder order, int lane
   if (lanes != 8 && lanes != 16) return nullptr;
   static const KernelSet kPortableF32 = portable_set<WF32>(GgmlType::F32);
   static const KernelSet kPortableF16 = portable_set<WF16>(GgmlType::F16);
-#if defined(__AVX2__) && defined(__FMA__)
-  static const KernelSet kAvx2F32 = avx2_set<VF32, WF32>(GgmlType::F32);
-  static const KernelSet kAvx2F16 = avx2_set<VF16, WF16>(GgmlType::F16);
-  if (!portable) return &pick(type == GgmlType::F16 ? kAvx2F16 : kAvx2F32, order, lanes);
+#if ILRE_AVX2_KERNELS
+  if (!portable && avx2_kernels()) {
+    static const KernelSet kAvx2F32 = avx2_set<VF32, WF32>(GgmlType::F32);
+    static const KernelSet kAvx2F16 = avx2_set<VF16, WF16>(GgmlType::F16);
+    return &pick(type == GgmlType::F16 ? kAvx2F16 : kAvx2F32, order, lanes);
+  }
 #endif
   return &pick(type == GgmlType::F16 ? kPortableF16 : kPortableF32, order, lanes);
 }

@@ -5,11 +5,8 @@
 #include <cstring>
 #include <vector>
 
+#include "model/kernels/isa.h"
 #include "model/kernels/quant.h"
-
-#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
-#include <immintrin.h>
-#endif
 
 namespace ilre::model::kernels {
 namespace {
@@ -32,7 +29,8 @@ void key_logits_16_scalar(const uint16_t* keys, int64_t n, Key16 type, int64_t j
   }
 }
 
-#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+#if ILRE_AVX2_KERNELS
+ILRE_AVX2_BEGIN
 namespace {
 
 // Tokens per packed panel: [d, kPanel] F32 (64 KiB at d = 256) stays in L2 while every column block reads it.
@@ -101,10 +99,8 @@ void micro_any(int nc, const float* panel, int64_t jb, int64_t d, const float* q
   }
 }
 
-}  // namespace
-
-void key_logits_16(const uint16_t* keys, int64_t n, Key16 type, int64_t j0, int64_t t, int64_t d, const float* q,
-                   int64_t cols, float* logits, int64_t ld) {
+void key_logits_16_avx2(const uint16_t* keys, int64_t n, Key16 type, int64_t j0, int64_t t, int64_t d,
+                        const float* q, int64_t cols, float* logits, int64_t ld) {
   std::vector<float> panel_buf(static_cast<size_t>(d * kPanel));  // 64 KiB per call of 2,048 keys: noise
   float* panel = panel_buf.data();
   for (int64_t tb = 0; tb < t; tb += kPanel) {
@@ -119,11 +115,17 @@ void key_logits_16(const uint16_t* keys, int64_t n, Key16 type, int64_t j0, int6
     }
   }
 }
-#else
+
+}  // namespace
+ILRE_AVX2_END
+#endif
+
 void key_logits_16(const uint16_t* keys, int64_t n, Key16 type, int64_t j0, int64_t t, int64_t d, const float* q,
                    int64_t cols, float* logits, int64_t ld) {
+#if ILRE_AVX2_KERNELS
+  if (avx2_kernels()) return key_logits_16_avx2(keys, n, type, j0, t, d, q, cols, logits, ld);
+#endif
   key_logits_16_scalar(keys, n, type, j0, t, d, q, cols, logits, ld);
 }
-#endif
 
 }  // namespace ilre::model::kernels

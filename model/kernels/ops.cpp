@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "model/kernels/ggml_cpu.h"
+#include "model/kernels/isa.h"
 
 #include "model/kernels/quant.h"
 
@@ -30,6 +31,28 @@ Rope::Rope(int64_t n_rot, RopeLayout layout, RopeParams params, std::span<const 
       freq_factors_(freq_factors),
       precise_(precise),
       theta_scale_(std::pow(params.freq_base, -2.0f / static_cast<float>(n_rot))) {}
+
+namespace {
+
+// Rotates pair i of every head by (cos_t[i], sin_t[i]); pairs are adjacent (normal) or n_pairs apart (NeoX).
+ILRE_CLONES_V3 void rotate_pairs(float* x, int64_t n_heads, int64_t head_dim, int64_t n_pairs, bool adjacent,
+                                 const float* cos_t, const float* sin_t) {
+  const int64_t stride = adjacent ? 1 : n_pairs;
+  for (int64_t h = 0; h < n_heads; ++h) {
+    float* v = x + h * head_dim;
+    for (int64_t i = 0; i < n_pairs; ++i) {
+      const int64_t a = adjacent ? 2 * i : i;
+      const float x0 = v[a];
+      const float x1 = v[a + stride];
+      // llama.cpp's FMA builds contract ggml's `x0*c - x1*s` and `x0*s + x1*c` into these fmas (the first
+      // product fused, the second rounded); spelled out, the rounding no longer depends on this file's ISA.
+      v[a] = std::fma(x0, cos_t[i], -(x1 * sin_t[i]));
+      v[a + stride] = std::fma(x0, sin_t[i], x1 * cos_t[i]);
+    }
+  }
+}
+
+}  // namespace
 
 void Rope::apply(float* x, int64_t n_heads, int64_t head_dim, int32_t pos) const {
   // ggml derives each angle by repeated multiplication rather than pow(): the same product order here keeps
@@ -54,19 +77,7 @@ void Rope::apply(float* x, int64_t n_heads, int64_t head_dim, int32_t pos) const
     sin_t[static_cast<size_t>(i)] = std::sin(t) * params_.attn_factor;
     theta *= theta_scale_;
   }
-  const int64_t stride = layout_ == RopeLayout::normal ? 1 : n_pairs;
-  for (int64_t h = 0; h < n_heads; ++h) {
-    float* v = x + h * head_dim;
-    for (int64_t i = 0; i < n_pairs; ++i) {
-      const int64_t a = layout_ == RopeLayout::normal ? 2 * i : i;
-      const float x0 = v[a];
-      const float x1 = v[a + stride];
-      const float c = cos_t[static_cast<size_t>(i)];
-      const float s = sin_t[static_cast<size_t>(i)];
-      v[a] = x0 * c - x1 * s;
-      v[a + stride] = x0 * s + x1 * c;
-    }
-  }
+  rotate_pairs(x, n_heads, head_dim, n_pairs, layout_ == RopeLayout::normal, cos_t.data(), sin_t.data());
 }
 
 namespace {
@@ -74,7 +85,8 @@ namespace {
 float gelu_tanh(float x) {
   constexpr float kSqrt2OverPi = 0.79788456080286535587989211986876f;
   constexpr float kCoefA = 0.044715f;
-  return 0.5f * x * (1.0f + std::tanh(kSqrt2OverPi * x * (1.0f + kCoefA * x * x)));
+  // The fma is the contraction llama.cpp's FMA builds make of ggml's `1.0f + GELU_COEF_A*x*x`.
+  return 0.5f * x * (1.0f + std::tanh(kSqrt2OverPi * x * std::fma(kCoefA * x, x, 1.0f)));
 }
 
 // gelu(x) for every fp16 value, rounded to fp16: ggml evaluates GELU through exactly this table.

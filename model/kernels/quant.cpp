@@ -70,12 +70,36 @@ uint16_t quant::fp32_to_fp16_portable(float f) {
 float fp16_to_fp32(uint16_t h) { return half_to_float(h); }
 uint16_t fp32_to_fp16(float f) { return float_to_half(f); }
 
-void fp16_to_fp32_row(const uint16_t* src, float* dst, int64_t n) {
+#if ILRE_AVX2_KERNELS
+ILRE_AVX2_BEGIN
+namespace {
+
+// The F16C bodies of the two row conversions below; they return how many elements they converted.
+int64_t fp16_to_fp32_row_f16c(const uint16_t* src, float* dst, int64_t n) {
   int64_t i = 0;
-#if defined(__F16C__) && defined(__AVX__)
   for (; i + 8 <= n; i += 8) {
     _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i))));
   }
+  return i;
+}
+
+int64_t round_through_fp16_row_f16c(const float* src, float* dst, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m128i h = _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT);
+    _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(h));
+  }
+  return i;
+}
+
+}  // namespace
+ILRE_AVX2_END
+#endif
+
+void fp16_to_fp32_row(const uint16_t* src, float* dst, int64_t n) {
+  int64_t i = 0;
+#if ILRE_AVX2_KERNELS
+  if (kernels::avx2_kernels()) i = fp16_to_fp32_row_f16c(src, dst, n);
 #endif
   for (; i < n; ++i) dst[i] = half_to_float(src[i]);
 }
@@ -84,11 +108,8 @@ void fp32_to_fp16_row(const float* src, uint16_t* dst, int64_t n) { kernels::rou
 
 void round_through_fp16_row(const float* src, float* dst, int64_t n) {
   int64_t i = 0;
-#if defined(__F16C__) && defined(__AVX__)
-  for (; i + 8 <= n; i += 8) {
-    const __m128i h = _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT);
-    _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(h));
-  }
+#if ILRE_AVX2_KERNELS
+  if (kernels::avx2_kernels()) i = round_through_fp16_row_f16c(src, dst, n);
 #endif
   for (; i < n; ++i) dst[i] = half_to_float(float_to_half(src[i]));
 }

@@ -12,6 +12,7 @@
 
 #include "ilre/error.h"
 #include "model/kernels/ggml_cpu.h"
+#include "model/kernels/isa.h"
 #include "model/kernels/quant.h"
 
 namespace ilre::model::kernels {
@@ -29,13 +30,27 @@ size_t round_up(size_t v, size_t a) { return (v + a - 1) / a * a; }
 // ---------------------------------------------------------------------------------------------------------
 // Activation rounding
 
-void round_row_f16(const float* x, uint16_t* y, int64_t n) {
+#if ILRE_AVX2_KERNELS
+ILRE_AVX2_BEGIN
+namespace {
+
+int64_t round_row_f16_avx2(const float* x, uint16_t* y, int64_t n) {
   int64_t i = 0;
-#if defined(__F16C__) && defined(__AVX__)
   for (; i + 8 <= n; i += 8) {
     const __m128i h = _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT);
     _mm_storeu_si128(reinterpret_cast<__m128i*>(y + i), h);
   }
+  return i;
+}
+
+}  // namespace
+ILRE_AVX2_END
+#endif
+
+void round_row_f16(const float* x, uint16_t* y, int64_t n) {
+  int64_t i = 0;
+#if ILRE_AVX2_KERNELS
+  if (avx2_kernels()) i = round_row_f16_avx2(x, y, n);
 #endif
   for (; i < n; ++i) y[i] = float_to_half(x[i]);
 }
@@ -44,8 +59,8 @@ void round_row_bf16(const float* x, uint16_t* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] = float_to_bf16_bits(x[i]);
 }
 
-#if defined(__AVX2__) && defined(__FMA__)
-
+#if ILRE_AVX2_KERNELS
+ILRE_AVX2_BEGIN
 namespace {
 
 inline float hmax_abs(__m256 amax) {
@@ -63,9 +78,7 @@ inline __m256i pack_32_to_i8(const __m256i* q) {
 
 constexpr int kRoundEven = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
 
-}  // namespace
-
-int quantize_block_q8(const float* x, int8_t* qs, float& d) {
+int quantize_block_q8_avx2(const float* x, int8_t* qs, float& d) {
   const __m256 sign = _mm256_set1_ps(-0.0f);
   __m256 v[4];
   __m256 amax = _mm256_setzero_ps();
@@ -86,7 +99,7 @@ int quantize_block_q8(const float* x, int8_t* qs, float& d) {
   return _mm_cvtsi128_si32(s);
 }
 
-void quantize_superblock_q8_k(const float* x, int8_t* qs, int16_t* bsums, float& d) {
+void quantize_superblock_q8_k_avx2(const float* x, int8_t* qs, int16_t* bsums, float& d) {
   const __m256 sign = _mm256_set1_ps(-0.0f);
   __m256 amax = _mm256_setzero_ps();
   for (int k = 0; k < kQKK; k += 8) amax = _mm256_max_ps(amax, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + k)));
@@ -129,11 +142,15 @@ void quantize_superblock_q8_k(const float* x, int8_t* qs, int16_t* bsums, float&
   d = 1.0f / iscale;
 }
 
-#else
+}  // namespace
+ILRE_AVX2_END
+#endif
+
+namespace {
 
 // llama.cpp's AVX2 quantize_row_q8_0/q8_1 rule for one block: d = amax/127 (stored as fp16 by the caller),
 // multiplier 127/amax (not 1/d), round half to even.
-int quantize_block_q8(const float* x, int8_t* qs, float& d) {
+int quantize_block_q8_scalar(const float* x, int8_t* qs, float& d) {
   float amax = 0.0f;
   for (int j = 0; j < kQK; ++j) amax = std::max(amax, std::fabs(x[j]));
   d = amax / 127.0f;
@@ -148,7 +165,7 @@ int quantize_block_q8(const float* x, int8_t* qs, float& d) {
 
 // ggml's quantize_row_q8_K_ref (the x86 backend uses it as is): the scale comes from the signed value of
 // largest magnitude, quants are round-half-even of -127/max * x, and 16-element sums ride along.
-void quantize_superblock_q8_k(const float* x, int8_t* qs, int16_t* bsums, float& d) {
+void quantize_superblock_q8_k_scalar(const float* x, int8_t* qs, int16_t* bsums, float& d) {
   float max = 0.0f;
   float amax = 0.0f;
   for (int j = 0; j < kQKK; ++j) {
@@ -176,7 +193,21 @@ void quantize_superblock_q8_k(const float* x, int8_t* qs, int16_t* bsums, float&
   d = 1.0f / iscale;
 }
 
+}  // namespace
+
+int quantize_block_q8(const float* x, int8_t* qs, float& d) {
+#if ILRE_AVX2_KERNELS
+  if (avx2_kernels()) return quantize_block_q8_avx2(x, qs, d);
 #endif
+  return quantize_block_q8_scalar(x, qs, d);
+}
+
+void quantize_superblock_q8_k(const float* x, int8_t* qs, int16_t* bsums, float& d) {
+#if ILRE_AVX2_KERNELS
+  if (avx2_kernels()) return quantize_superblock_q8_k_avx2(x, qs, bsums, d);
+#endif
+  quantize_superblock_q8_k_scalar(x, qs, bsums, d);
+}
 
 void quantize_row_q8_0(const float* x, BlockQ8_0* y, int64_t n) {
   for (int64_t i = 0; i < n / kQK; ++i) {
@@ -497,17 +528,30 @@ void prepare_ggml_activation(GgmlType type, const float* x, uint8_t* dst, int64_
   }
 }
 
+namespace {
+
+bool cpu_has_v3_kernels() {
+#if ILRE_AVX2_KERNELS
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c") &&
+         __builtin_cpu_supports("bmi") && __builtin_cpu_supports("bmi2");
+#else
+  return false;
+#endif
+}
+
+}  // namespace
+
 KernelIsa kernel_isa() {
   static const KernelIsa isa = [] {
-    __builtin_cpu_init();
     KernelIsa best = KernelIsa::scalar;
-#if defined(__AVX2__) && defined(__FMA__)
-    best = KernelIsa::avx2;
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni")) {
-      best = KernelIsa::avx512_vnni;
+    if (cpu_has_v3_kernels()) {
+      best = KernelIsa::avx2;
+      if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni")) {
+        best = KernelIsa::avx512_vnni;
+      }
     }
-#endif
     const char* env = std::getenv("ILRE_KERNELS");
     const std::string_view want = env ? env : "";
     if (want == "scalar") return KernelIsa::scalar;
@@ -525,9 +569,22 @@ const char* kernel_isa_name(KernelIsa isa) {
   }
 }
 
+const char* build_baseline() {
+#ifdef ILRE_BUILD_BASELINE
+  return ILRE_BUILD_BASELINE;
+#else
+  return "unknown";
+#endif
+}
+
+bool avx2_kernels() {
+  static const bool on = kernel_isa() != KernelIsa::scalar;
+  return on;
+}
+
 const MatmulKernel& matmul_kernel(GgmlType type) {
-#if defined(__AVX2__) && defined(__FMA__)
-  if (kernel_isa() != KernelIsa::scalar) {
+#if ILRE_AVX2_KERNELS
+  if (avx2_kernels()) {
     if (const MatmulKernel* k = avx2::matmul_kernel(type, kernel_isa())) return *k;
   }
 #endif

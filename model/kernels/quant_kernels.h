@@ -1,12 +1,13 @@
 // Numeric kernels behind quant.h and matmul.h: activation rounding, dot products and the register-blocked
 // tiles of the matrix product. Each has a portable scalar form and, where it matters, an AVX2/FMA form
-// selected at compile time; both compute the same rounded activations and the same integer block sums.
+// chosen at run time (isa.h); both compute the same rounded activations and the same integer block sums.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 
 #include "model/gguf/ggml_type.h"
+#include "model/kernels/isa.h"
 #include "model/kernels/quant_internal.h"
 
 namespace ilre::model::kernels {
@@ -88,8 +89,11 @@ float ggml_vec_dot_f32(const float* x, const float* y, int64_t n, int lanes);
 enum class KernelIsa { scalar, avx2, avx512_vnni };
 KernelIsa kernel_isa();
 const char* kernel_isa_name(KernelIsa isa);
+// The instruction set the build assumed for everything outside the dispatched kernels: "x86-64-v2" (the
+// default), "native" (ILRE_NATIVE=ON) or "generic".
+const char* build_baseline();
 
-#if defined(__AVX2__) && defined(__FMA__)
+#if ILRE_AVX2_KERNELS
 namespace avx2 {
 // nullptr: no kernel for this type at this level (avx512_vnni falls back to the AVX2 tiles per type).
 const MatmulKernel* matmul_kernel(GgmlType type, KernelIsa isa);

@@ -20,11 +20,20 @@
 //   Q8_K: int8 qs[n] | int16 bsums[n/16] | f32 d[n/256]  (bsums of a super-block in even/odd group order)
 //   F32, F16, BF16 weights: f32 x[n], rounded through fp16 / bf16 for the latter two (exactly ggml's
 //   rounding; converting back to f32 is exact, so the tile multiplies the same numbers as ggml).
+// GCC 12 reports a false -Wuninitialized inside avx512fintrin.h's _mm512_inserti64x4 (its
+// _mm512_undefined_epi32, GCC bug 105593) once inlined here; the pragma must precede the header.
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ < 13
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #include "model/kernels/quant_kernels.h"
 
 #include "model/kernels/quant.h"
 
-#if defined(__AVX2__) && defined(__FMA__)
+#if ILRE_AVX2_KERNELS
+#if !defined(__AVX2__) || !defined(__FMA__) || !defined(__F16C__)
+#error "quant_kernels_avx2.cpp needs ILRE_AVX2_FLAGS (model/CMakeLists.txt)"
+#endif
 
 #include <immintrin.h>
 
@@ -411,11 +420,11 @@ void legacy_tile(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, size_
 template <class Dec>
 ILRE_AVX512_VNNI inline __m512i two_blocks(const uint8_t* row, int64_t b, int64_t n, bool second) {
   const __m256i lo = Dec::quants(row, b, n);
-  return _mm512_inserti64x4(_mm512_castsi256_si512(lo), second ? Dec::quants(row, b + 1, n) : _mm256_setzero_si256(), 1);
+  return _mm512_inserti64x4(_mm512_zextsi256_si512(lo), second ? Dec::quants(row, b + 1, n) : _mm256_setzero_si256(), 1);
 }
 
 ILRE_AVX512_VNNI inline __m512 two_scales(float lo, float hi) {
-  return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_castps_pd(_mm256_set1_ps(lo))),
+  return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_zextpd256_pd512(_mm256_castps_pd(_mm256_set1_ps(lo))),
                                              _mm256_castps_pd(_mm256_set1_ps(hi)), 1));
 }
 
@@ -682,9 +691,9 @@ ILRE_AVX512_VNNI inline void k512_chunk_pair(const uint8_t* w, size_t ws, int64_
   for (int r = 0; r < R; ++r) {
     prefetch(w + r * ws + (i + 2) * Dec::kBytes + k * Dec::kBytes / 8);
     const uint8_t* blk = w + r * ws + i * Dec::kBytes;
-    const __m512i q = _mm512_inserti64x4(_mm512_castsi256_si512(Dec::template chunk<k>(blk)),
+    const __m512i q = _mm512_inserti64x4(_mm512_zextsi256_si512(Dec::template chunk<k>(blk)),
                                          Dec::template chunk<k + 1>(blk), 1);
-    const __m512i sc = _mm512_inserti64x4(_mm512_castsi256_si512(chunk_scales(h[r], k)), chunk_scales(h[r], k + 1), 1);
+    const __m512i sc = _mm512_inserti64x4(_mm512_zextsi256_si512(chunk_scales(h[r], k)), chunk_scales(h[r], k + 1), 1);
     for (int c = 0; c < C; ++c) {
       const __m512i p = _mm512_maddubs_epi16(q, _mm512_loadu_si512(aq[c] + i * kQKK + k * 32));
       wide[r][c] = _mm512_add_epi32(wide[r][c], _mm512_madd_epi16(p, sc));
@@ -1018,4 +1027,4 @@ const MatmulKernel* matmul_kernel(GgmlType type, KernelIsa isa) {
 
 }  // namespace ilre::model::kernels::avx2
 
-#endif  // __AVX2__ && __FMA__
+#endif  // ILRE_AVX2_KERNELS

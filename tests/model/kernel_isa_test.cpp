@@ -21,7 +21,7 @@ namespace {
 using kernels::KernelIsa;
 using kernels::MatmulKernel;
 
-#if defined(__AVX2__) && defined(__FMA__)
+#if ILRE_AVX2_KERNELS
 
 // The kernels expect 64-byte aligned packed rows and activation rows, as matmul() allocates them.
 uint8_t* aligned(std::vector<uint8_t>& v) {
@@ -62,6 +62,7 @@ Products run(const MatmulKernel& k, const std::vector<uint8_t>& w, size_t row, c
 }
 
 TEST(KernelIsa, Avx512VnniAgreesWithAvx2) {
+  if (!kernels::avx2_kernels()) GTEST_SKIP() << "the AVX2 kernels are off (this CPU, or ILRE_KERNELS=scalar)";
   if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512bw") ||
       !__builtin_cpu_supports("avx512vl") || !__builtin_cpu_supports("avx512vnni")) {
     GTEST_SKIP() << "this CPU has no AVX-512 VNNI";
