@@ -114,7 +114,6 @@ struct BlockQueries {
   int64_t dim = 0;
   int32_t pos_min = 0;
   int32_t pos_max = 0;
-  Map operator[](int region) const { return Map(data[region], m, dim); }
 };
 
 BlockQueries load_block_queries(const AttentionArgs& a, const Block& b, bool round_f16, Scratch& sc) {
@@ -139,7 +138,6 @@ void score_tile(const AttentionArgs& a, const Block& b, const BlockQueries& bq, 
                 float* scores, int64_t ld, Scratch& sc) {
   const int64_t m = b.q_end - b.q_begin;
   const int64_t t = keys.rows();
-  Strided out(scores, m, t, Eigen::OuterStride<>(ld));
   const int64_t dim = bq.dim;
   if (a.dca_period <= 0) {
     gemm_abt(m, t, dim, bq.data[0], dim, keys.data(), dim, scores, ld);
@@ -151,6 +149,7 @@ void score_tile(const AttentionArgs& a, const Block& b, const BlockQueries& bq, 
     gemm_abt(m, t, dim, bq.data[r_lo], dim, keys.data(), dim, scores, ld);
     return;
   }
+  Strided out(scores, m, t, Eigen::OuterStride<>(ld));
   Map part(grow(sc.dca_scores, m * t), m, t);
   for (int r = r_lo; r <= r_hi; ++r) {
     gemm_abt(m, t, dim, bq.data[r], dim, keys.data(), dim, part.data(), t);
