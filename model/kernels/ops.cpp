@@ -1,5 +1,6 @@
 #include "model/kernels/ops.h"
 
+#include <algorithm>
 #include <array>
 #include <bit>
 #include <cmath>
@@ -103,12 +104,21 @@ const std::vector<uint16_t>& gelu_table() {
 
 void geglu(const float* x, const float* g, float* y, int64_t n) {
   const std::vector<uint16_t>& table = gelu_table();
-  for (int64_t i = 0; i < n; ++i) {
-    float gx;
-    if (x[i] <= -10.0f) gx = 0.0f;
-    else if (x[i] >= 10.0f) gx = x[i];
-    else gx = fp16_to_fp32(table[fp32_to_fp16(x[i])]);
-    y[i] = gx * g[i];
+  // Blocks of rows through the dispatched half-precision conversions (F16C where the CPU has it: the same
+  // bits as the portable ones), so only the table lookup stays one element at a time. y may alias x.
+  constexpr int64_t kBlock = 256;
+  uint16_t half[kBlock];
+  float gelu[kBlock];
+  for (int64_t i0 = 0; i0 < n; i0 += kBlock) {
+    const int64_t m = std::min(kBlock, n - i0);
+    fp32_to_fp16_row(x + i0, half, m);
+    for (int64_t j = 0; j < m; ++j) half[j] = table[half[j]];
+    fp16_to_fp32_row(half, gelu, m);
+    for (int64_t j = 0; j < m; ++j) {
+      const float xi = x[i0 + j];
+      const float gx = xi <= -10.0f ? 0.0f : (xi >= 10.0f ? xi : gelu[j]);
+      y[i0 + j] = gx * g[i0 + j];
+    }
   }
 }
 

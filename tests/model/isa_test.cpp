@@ -14,6 +14,7 @@
 
 #include "model/kernels/gemm.h"
 #include "model/kernels/isa.h"
+#include "model/kernels/ops.h"
 #include "model/kernels/quant.h"
 #include "model/kernels/quant_internal.h"
 #include "model/kernels/quant_kernels.h"
@@ -123,6 +124,31 @@ TEST(Isa, HalfRowConversionsMatchScalarDefinitionAtEveryLength) {
     }
     ASSERT_EQ(h[static_cast<size_t>(n)], 0xdead);  // nothing written past n
     ASSERT_EQ(back[static_cast<size_t>(n)], -1.0f);
+  }
+}
+
+// geglu converts blocks of rows to and from half precision around ggml's GELU table; one element at a time
+// (a length-1 call takes the conversions' scalar tails) must give the same bits at every length and block
+// edge, written in place or not, on both sides of the +-10 cut-offs.
+TEST(Isa, GegluBlocksMatchOneElementAtATime) {
+  std::vector<float> x = normal_values(700, 11), g = normal_values(700, 12);
+  for (size_t i = 0; i < x.size(); ++i) x[i] *= 4.0f;
+  x[1] = -10.0f; x[2] = 10.0f; x[3] = -10.5f; x[4] = 12.0f; x[5] = 9.99f; x[6] = 0.0f; x[7] = -0.0f;
+  for (int64_t n : {0, 1, 7, 8, 9, 255, 256, 257, 513, 700}) {
+    std::vector<float> y(static_cast<size_t>(n) + 1, -1.0f), in_place(x.begin(), x.begin() + n);
+    geglu(x.data(), g.data(), y.data(), n);
+    geglu(in_place.data(), g.data(), in_place.data(), n);
+    for (int64_t i = 0; i < n; ++i) {
+      const size_t at = static_cast<size_t>(i);
+      float one = 0.0f;
+      geglu(&x[at], &g[at], &one, 1);
+      ASSERT_EQ(bits_of(y[at]), bits_of(one)) << "n " << n << " element " << i << " x " << x[at];
+      ASSERT_EQ(bits_of(in_place[at]), bits_of(one)) << "n " << n << " element " << i;
+      float exact = 0.0f;
+      geglu_exact(&x[at], &g[at], &exact, 1);
+      ASSERT_NEAR(one, exact, 2e-3f * (1.0f + std::fabs(x[at] * g[at]))) << "x " << x[at];  // the table is GELU
+    }
+    ASSERT_EQ(y[static_cast<size_t>(n)], -1.0f);  // nothing written past n
   }
 }
 
